@@ -47,7 +47,7 @@ def main() -> None:
     from rlmem.evaluation import evaluate_env
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["elmur", "lstm", "gru"])
+    ap.add_argument("--models", nargs="+", default=["elmur_bc", "lstm", "gru"])
     ap.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)

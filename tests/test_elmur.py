@@ -286,3 +286,32 @@ def test_single_step_fast_path_matches_general_path():
         torch.testing.assert_close(y_fast, y_slow.detach(), rtol=0, atol=1e-12)
         for k in s_slow:
             torch.testing.assert_close(s_fast[k], s_slow[k].detach(), rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- stale-slot read dropout
+def test_read_dropout_hides_stale_slots_only_in_training():
+    mem = make(read_dropout=0.999)
+    s2 = segments(mem, 2)[1]  # both slots written; slot 1 is the newest
+    x = torch.randn(2, K, D_IN, dtype=torch.float64)
+
+    def out(state, train):
+        mem.train(train)
+        torch.manual_seed(0)
+        return run(mem, x, state=state)[0]
+
+    stale, newest = ({**s2, "mem": s2["mem"].clone()} for _ in range(2))
+    stale["mem"][:, :, 0] += 1.0
+    newest["mem"][:, :, 1] += 1.0
+    # training: the reads ignore the stale slot's content, never the newest slot's
+    assert torch.equal(out(stale, True), out(s2, True))
+    assert not torch.allclose(out(newest, True), out(s2, True))
+    # evaluation: every slot is read, and the output is that of the same weights without read dropout
+    assert not torch.allclose(out(stale, False), out(s2, False))
+    plain = make(read_dropout=0.0)
+    plain.load_state_dict(mem.state_dict())
+    assert torch.equal(out(s2, False), run(plain, x, state=s2)[0])
+
+
+def test_read_dropout_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match="read_dropout"):
+        make(read_dropout=1.0)

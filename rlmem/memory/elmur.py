@@ -204,6 +204,9 @@ class ELMURMemory(Memory):
     max_rel_time: relative-time bias offsets are clamped to ±(max_rel_time - 1).
     lru: LRU write (paper Alg. 2); False replaces all slots every segment.
     lru_blend_empty: blend with λ into empty slots too (the authors' released behaviour) instead of replacing.
+    read_dropout: training only: probability of hiding each slot but the most recently written one from a
+        segment's reads (default 0, off). It makes the newest write carry what later steps need, which the
+        short training trajectories do not otherwise demand (see ``experiment=elmur_tmaze``).
     """
 
     def __init__(
@@ -221,6 +224,7 @@ class ELMURMemory(Memory):
         max_rel_time: int = 1024,
         lru: bool = True,
         lru_blend_empty: bool = False,
+        read_dropout: float = 0.0,
     ):
         super().__init__()
         if d_model % num_heads:
@@ -230,6 +234,9 @@ class ELMURMemory(Memory):
         self.d_model, self.num_layers, self.num_heads = d_model, num_layers, num_heads
         self.num_slots, self.segment_len, self.max_rel_time = num_slots, segment_len, max_rel_time
         self.lam, self.lru, self.lru_blend_empty = lam, lru, lru_blend_empty
+        if not 0.0 <= read_dropout < 1.0:
+            raise ValueError(f"read_dropout={read_dropout} must be in [0, 1)")
+        self.read_dropout = read_dropout
         self.output_size = d_model
 
         self.in_proj = nn.Linear(input_size, d_model)
@@ -422,6 +429,10 @@ class ELMURMemory(Memory):
         }
         times = p.s0[:, None] + arL  # (B, L) step in episode of each query
         read_bias = self._rel(times[:, None, :, None] - anchor[:, :, None, :])  # (B, N, L, M, nh)
+        if self.training and self.read_dropout > 0:  # hide stale slots from this piece's reads, never the newest
+            newest = torch.arange(anchor.shape[-1], device=x.device) == anchor.argmax(-1, keepdim=True)  # (B, N, M)
+            keep = newest | (torch.rand(anchor.shape, device=x.device) >= self.read_dropout)
+            read_bias = read_bias.masked_fill(~keep[:, :, None, :, None], float("-inf"))
         new: dict[str, list[Tensor]] = {"k": [], "v": [], "h": []}
         for i, layer in enumerate(self.layers):
             x, k, v = layer.tokens(x, caches["k"][:, i], caches["v"][:, i], mem[:, i],
