@@ -21,7 +21,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlmem.config import EnvConfig, register_configs
 from rlmem.data import Episode
@@ -44,6 +44,9 @@ class CollectConfig:
     overwrite: bool = False  # replace an existing dataset
     lossless: bool = True  # False lets Minari JPEG-encode image observations
     device: str = "cpu"
+    author: str | None = None  # optional Minari metadata
+    author_email: str | None = None
+    code_permalink: str | None = None
 
 
 def _numpy(tree: Any) -> Any:
@@ -122,13 +125,15 @@ def collect_episodes(vec: Any, episodes: int, policy: Any = None, seed: int = 0,
 
 
 def collect(cfg: Any) -> Path:
-    """Collect and write the dataset described by a ``CollectConfig``; returns its path."""
+    """Collect and write the dataset described by a ``CollectConfig`` (or a mapping of its fields, missing
+    ones taking their defaults); returns its path."""
     import gymnasium as gym
 
     from envs import make_vec
     from rlmem.checkpoint import load_policy
     from rlmem.data import write_dataset
 
+    cfg = OmegaConf.merge(OmegaConf.structured(CollectConfig), cfg)  # defaults and type checks
     policy = None
     if cfg.checkpoint or cfg.policy == "checkpoint":
         if not cfg.checkpoint:
@@ -155,7 +160,8 @@ def collect(cfg: Any) -> Path:
     path = write_dataset(cfg.dataset_id, episodes, env, cfg.data_dir,
                          algorithm_name="oracle" if policy is None else f"rlmem:{cfg.checkpoint}",
                          description=f"{len(episodes)} episodes of {cfg.env.id} {base} grid {dict(cfg.grid)}",
-                         overwrite=cfg.overwrite, lossless=cfg.lossless)
+                         overwrite=cfg.overwrite, lossless=cfg.lossless, author=cfg.author,
+                         author_email=cfg.author_email, code_permalink=cfg.code_permalink)
     log.info("wrote %d episodes (%d steps, mean return %.3f) to %s", len(episodes),
              sum(len(e) for e in episodes), returns.mean(), path)
     return path

@@ -90,11 +90,17 @@ def write_dataset(
     description: str | None = None,
     overwrite: bool = False,
     lossless: bool = True,
+    author: str | None = None,
+    author_email: str | None = None,
+    code_permalink: str | None = None,
 ) -> Path:
     """Write ``episodes`` as Minari dataset ``dataset_id`` (e.g. ``"tmaze/elmur-oracle-v0"``).
 
-    ``lossless=False`` lets Minari JPEG-encode image observations (smaller, lossy).
+    ``lossless=False`` lets Minari JPEG-encode image observations (smaller, lossy). The author and code
+    metadata are optional (Minari's warnings about them being unset are silenced).
     """
+    import warnings
+
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -113,10 +119,13 @@ def write_dataset(
                           truncations=list(np.asarray(ep.truncations, dtype=bool)), infos=ep.infos)
             for i, ep in enumerate(episodes)
         ]
-        minari.create_dataset_from_buffers(
-            dataset_id, buffers, env=env_obj, eval_env=env_obj, algorithm_name=algorithm_name, description=description,
-            observation_space=env_obj.observation_space, action_space=env_obj.action_space,
-            jpeg_encoding=not lossless)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"`(code_permalink|author|author_email)` is set to None")
+            minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env_obj, eval_env=env_obj, algorithm_name=algorithm_name,
+                description=description, author=author, author_email=author_email, code_permalink=code_permalink,
+                observation_space=env_obj.observation_space, action_space=env_obj.action_space,
+                jpeg_encoding=not lossless)
         return root / dataset_id
 
 
