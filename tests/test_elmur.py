@@ -315,3 +315,25 @@ def test_read_dropout_hides_stale_slots_only_in_training():
 def test_read_dropout_out_of_range_is_rejected():
     with pytest.raises(ValueError, match="read_dropout"):
         make(read_dropout=1.0)
+
+
+# ----------------------------------------------------------------------------- LayerScale on the write branches
+def test_small_write_scale_fills_empty_slots_fully_and_keeps_occupied_ones():
+    def change(mem, seg):
+        """How much memory changes when the inputs of segment ``seg`` (0-based) change, other segments equal."""
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(1, (seg + 1) * K, D_IN, generator=g, dtype=torch.float64)
+        x2 = x.clone()
+        x2[:, seg * K:] = torch.randn(1, K, D_IN, generator=g, dtype=torch.float64)
+        s, s2 = run(mem, x)[1], run(mem, x2)[1]
+        return ((s["mem"] - s2["mem"]).norm(dim=-1) / s["mem"].norm(dim=-1)).max().item()
+
+    # initial slots (sigma) far smaller than the scaled write, which is far smaller than a written (normalised) slot
+    plain, scaled = make(sigma=1e-6), make(sigma=1e-6, write_scale=1e-3)
+    # an empty slot takes the segment's content in both models (the write is normalised, whatever its scale)...
+    assert change(plain, 0) > 0.05 and change(scaled, 0) > 0.05
+    # ...while blending into an occupied slot (third segment, M=2) all but ignores it with a small write scale
+    assert change(plain, 2) > 0.05
+    assert change(scaled, 2) < 0.01
+    # and write_scale=None adds no parameters: the paper's model
+    assert make(write_scale=None).state_dict().keys() == make().state_dict().keys()

@@ -41,6 +41,9 @@ Deviations from the released code (each keeps the model a function of the episod
 - ``lru=False`` sets every anchor to the write time; the released code leaves them at -1.
 - Dropout only on residual branches (no attention-probability or separate memory dropout).
 
+Options beyond the paper, both off by default: ``read_dropout`` (training-time hiding of stale slots from reads)
+and ``write_scale`` (LayerScale on the write branches); ``experiment=elmur_tmaze`` uses both (``model=elmur_bc``).
+
 Streaming: the state holds each row's step in episode ``t``, so segment boundaries fall every K steps from
 the episode start whatever the call pattern: step-wise (T=1), chunked with resets anywhere, or aligned
 segments (T=K from phase 0) compute the same function. Per layer the state caches the current partial
@@ -99,7 +102,7 @@ class _Piece(NamedTuple):
 class ELMURLayer(nn.Module):
     """One decoder layer: token track (1)-(3) and memory candidates (4)-(5)."""
 
-    def __init__(self, d_model: int, num_heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, d_model: int, num_heads: int, ffn_mult: int, dropout: float, write_scale: float | None = None):
         super().__init__()
         D, F_ = d_model, ffn_mult * d_model
         self.nh = num_heads
@@ -125,6 +128,8 @@ class ELMURLayer(nn.Module):
         self.mem_ffn = nn.Sequential(nn.Linear(D, F_), nn.GELU(), nn.Linear(F_, D))
         self.norm_mem = nn.LayerNorm(D)
         self.drop = nn.Dropout(dropout)
+        # optional LayerScale (Touvron et al. 2021) on the two write branches (4), (5)
+        self.write_gain = None if write_scale is None else nn.Parameter(torch.full((2, D), float(write_scale)))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -184,8 +189,14 @@ class ELMURLayer(nn.Module):
         sbar = torch.bmm(s.softmax(-1).view(B, nh * Mq, -1), seg)  # (B, nh*Mq, D) Σ_j p_j s_j
         o = torch.bmm(sbar.view(B, nh, Mq, D).transpose(0, 1).reshape(nh, B * Mq, D), wv.transpose(1, 2))
         o = o.view(nh, B, Mq, hs).permute(1, 2, 0, 3).reshape(B, Mq, D)  # (B, Mq, D) heads merged
-        u = self.norm_write(mem + self.drop(self.write_o(o)))  # (4)
-        return self.norm_mem(u + self.drop(self.mem_ffn(u)))  # (5)
+        a = self.write_o(o)
+        if self.write_gain is not None:
+            a = self.write_gain[0] * a
+        u = self.norm_write(mem + self.drop(a))  # (4)
+        f = self.mem_ffn(u)
+        if self.write_gain is not None:
+            f = self.write_gain[1] * f
+        return self.norm_mem(u + self.drop(f))  # (5)
 
 
 @register("elmur")
@@ -207,6 +218,11 @@ class ELMURMemory(Memory):
     read_dropout: training only: probability of hiding each slot but the most recently written one from a
         segment's reads (default 0, off). It makes the newest write carry what later steps need, which the
         short training trajectories do not otherwise demand (see ``experiment=elmur_tmaze``).
+    write_scale: None (default, the paper): no scale. A float: learned per-channel gains (LayerScale, Touvron et
+        al. 2021) on the write branches of (4) and (5), initialised to this value. A written slot is LayerNorm-ed
+        (norm ~sqrt(D)) while an empty one is N(0, σ²): with σ << write_scale << 1 an empty slot is filled by the
+        normalised write, while a blend into an occupied slot changes it little unless the gains are learned
+        larger, so what a slot holds can outlive many LRU blends.
     """
 
     def __init__(
@@ -225,6 +241,7 @@ class ELMURMemory(Memory):
         lru: bool = True,
         lru_blend_empty: bool = False,
         read_dropout: float = 0.0,
+        write_scale: float | None = None,
     ):
         super().__init__()
         if d_model % num_heads:
@@ -240,7 +257,8 @@ class ELMURMemory(Memory):
         self.output_size = d_model
 
         self.in_proj = nn.Linear(input_size, d_model)
-        self.layers = nn.ModuleList(ELMURLayer(d_model, num_heads, ffn_mult, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(ELMURLayer(d_model, num_heads, ffn_mult, dropout, write_scale)
+                                    for _ in range(num_layers))
         hs = d_model // num_heads
         self.u = nn.Parameter(0.02 * torch.randn(num_heads, hs))  # Transformer-XL content bias (all layers)
         self.v = nn.Parameter(0.02 * torch.randn(num_heads, hs))  # Transformer-XL position bias (all layers)
