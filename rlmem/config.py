@@ -85,6 +85,7 @@ class OfflineConfig:
     batch_size: int = 128  # trajectories per batch
     updates: int = 2000  # batches to train on
     step_per_segment: bool = True  # optimizer step after every segment (ELMUR); False: one per batch
+    detach: bool = True  # detach the memory between segments; False backpropagates through the whole trajectory
     loss: str = "auto"  # auto (ce for discrete, mse for Box) | ce | mse | nll (Gaussian log-likelihood)
     rtg_target: float | None = None  # condition on return-to-go: true RTG in training, this target at eval
     lr: float = 3e-4  # AdamW peak learning rate

@@ -93,3 +93,26 @@ def test_return_to_go_conditioning_trains_and_evaluates(cfg_factory, tmp_path):
         if term or trunc:
             break
     assert obs["rtg"][0] == pytest.approx(1.0 - r)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_memory_writes_learn_only_without_detach(cfg_factory, tmp_path, detach):
+    """Detached between segments (of ELMUR's segment length), no loss reaches ELMUR's writes (only later segments
+    read them); backpropagating through the trajectory trains them."""
+    def weights(updates, name=""):
+        run = tmp_path / f"{name}{updates}"
+        train(cfg_factory(*DATA, *small_model("elmur"), f"algo.updates={updates}", "algo.batch_size=8",
+                          "algo.context=4", "algo.eval_every=0", "eval_episodes=2", f"algo.detach={detach}",
+                          "algo.step_per_segment=false", f"algo.data_dir={tmp_path / 'data'}", f"run_dir={run}"))
+        return load_checkpoint(run)["policy"]
+
+    weights(1, "collects-the-data")  # so that the two compared runs start from the same random state
+    w1, w3 = weights(1), weights(3)
+    assert not torch.equal(w1["memory.layers.0.read_q.weight"], w3["memory.layers.0.read_q.weight"])
+    assert torch.equal(w1["memory.layers.0.write_q.weight"], w3["memory.layers.0.write_q.weight"]) == detach
+
+
+def test_detach_false_needs_one_step_per_batch(cfg_factory, tmp_path):
+    with pytest.raises(ValueError, match="step_per_segment=false"):
+        train(cfg_factory(*DATA, *small_model("elmur"), "algo.updates=1", "algo.detach=false",
+                          f"algo.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}"))

@@ -7,7 +7,9 @@ per segment -> periodic evaluation in the real env -> checkpoints.
 
 * Memory is re-initialised per trajectory (``episode_start`` at its first step) and detached between
   segments, as ELMUR and RATE train; ``step_per_segment=false`` accumulates the segment losses into
-  one optimizer step per batch instead.
+  one optimizer step per batch instead. Detached, no loss reaches a memory *write* whose result is only read
+  by a later segment (ELMUR's write path: its weights stay at their initial values); ``detach=false`` (with
+  ``step_per_segment=false``) backpropagates through the whole trajectory so that writes are learned.
 * Padding (trajectories shorter than ``segments x context``) is masked out of the loss and of its
   normaliser: the mean is over valid steps only.
 * Losses: cross-entropy for discrete actions (``-log pi(a|h)``), MSE of the mean action or Gaussian
@@ -87,6 +89,9 @@ def ensure_dataset(cfg: Any, algo: OfflineConfig) -> None:
 def train_offline(cfg: Any, run: Run) -> Policy:
     """Train with the resolved run config ``cfg`` (env/model/algo/seed/device); returns the policy."""
     algo: OfflineConfig = OmegaConf.to_object(cfg.algo) if isinstance(cfg.algo, DictConfig) else cfg.algo
+    if not algo.detach and algo.step_per_segment:
+        raise ValueError("algo.detach=false backpropagates through the whole trajectory: it needs "
+                         "algo.step_per_segment=false (one optimizer step per batch)")
     device = torch.device(cfg.device)
     env_kwargs = dict(cfg.env.kwargs)
     if algo.rtg_target is not None:  # the env adds obs["rtg"] (envs.wrappers.ReturnToGo) at evaluation
@@ -161,7 +166,8 @@ def train_offline(cfg: Any, run: Run) -> Policy:
                 dist, _, state = policy(seg_obs, state, episode_start)
                 terms = bc_loss(dist, act_b[:, s * K:(s + 1) * K], mask, kind, discrete)
                 loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
-                state = {k: v.detach() for k, v in state.items()}  # truncated BPTT between segments
+                if algo.detach:  # truncated BPTT between segments
+                    state = {k: v.detach() for k, v in state.items()}
                 if algo.step_per_segment:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[union-attr]
