@@ -115,4 +115,5 @@ def test_memory_writes_learn_only_without_detach(cfg_factory, tmp_path, detach):
 def test_detach_false_needs_one_step_per_batch(cfg_factory, tmp_path):
     with pytest.raises(ValueError, match="step_per_segment=false"):
         train(cfg_factory(*DATA, *small_model("elmur"), "algo.updates=1", "algo.detach=false",
-                          f"algo.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}"))
+                          "algo.step_per_segment=true", f"algo.data_dir={tmp_path / 'data'}",
+                          f"run_dir={tmp_path / 'run'}"))
