@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlmem.config import EnvConfig, register_configs
 from rlmem.data import Episode
+from rlmem.tree import tree_map
 
 log = logging.getLogger("rlmem")
 
@@ -49,76 +50,45 @@ class CollectConfig:
     code_permalink: str | None = None
 
 
-def _numpy(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _numpy(v) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_numpy(v) for v in tree)
-    return tree.detach().cpu().numpy()
-
-
-def _stack(trees: list[Any]) -> Any:
-    first = trees[0]
-    if isinstance(first, dict):
-        return {k: _stack([t[k] for t in trees]) for k in first}
-    if isinstance(first, tuple):
-        return tuple(_stack([t[i] for t in trees]) for i in range(len(first)))
-    return np.stack(trees)
-
-
-def _take(tree: Any, idx: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _take(v, idx) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_take(v, idx) for v in tree)
-    return tree[idx]
-
-
-def _cat(a: Any, b: Any) -> Any:
-    if isinstance(a, dict):
-        return {k: _cat(a[k], b[k]) for k in a}
-    if isinstance(a, tuple):
-        return tuple(_cat(x, y) for x, y in zip(a, b, strict=True))
-    return np.concatenate([a, b[None]])
-
-
 @torch.no_grad()
 def collect_episodes(vec: Any, episodes: int, policy: Any = None, seed: int = 0,
                      deterministic: bool = False) -> list[Episode]:
     """Roll out ``episodes`` episodes (row i runs ``(episodes + i) // num_envs`` of them).
 
-    ``policy=None`` uses ``vec.oracle_action()``. Steps are recorded as batches and split into
-    episodes once at the end.
+    ``policy=None`` uses ``vec.oracle_action()``. Steps are recorded as batches on the env's device, moved to
+    numpy and split into episodes once at the end.
     """
     n = vec.num_envs
     if policy is None and not hasattr(vec, "oracle_action"):
         raise ValueError(f"{type(vec).__name__} has no oracle policy; pass checkpoint=PATH")
     target = np.array([(episodes + i) // n for i in range(n)])
-    count = np.zeros(n, dtype=int)
+    target_t = torch.as_tensor(target, device=vec.device)
+    count = torch.zeros(n, dtype=torch.long, device=vec.device)
     obs, _ = vec.reset(seed=seed)
     state = policy.initial_state(n) if policy is not None else None
     start = torch.ones(n, dtype=torch.bool, device=vec.device)
     steps: list[tuple[Any, ...]] = []
-    while (count < target).any():
+    while bool((count < target_t).any()):
         if policy is None:
             action = vec.oracle_action()
         else:
             action, state = policy.act(obs, state, start, deterministic)
         nxt, reward, term, trunc, info = vec.step(action)
         done = term | trunc
-        steps.append((_numpy(obs), _numpy(action), _numpy(reward), _numpy(term), _numpy(trunc),
-                      _numpy(info["final_obs"])))
-        count += done.cpu().numpy()
+        steps.append(tree_map(lambda t: t.detach().clone(), (obs, action, reward, term, trunc, info["final_obs"])))
+        count += done
         obs, start = nxt, done
-    o, a, r, te, tr, fo = (_stack([s[i] for s in steps]) for i in range(6))  # each (steps, N, ...)
+    # each (steps, N, ...), one transfer to the host
+    o, a, r, te, tr, fo = tree_map(lambda *xs: torch.stack(xs).cpu().numpy(), *steps)
     out: list[Episode] = []
     for row in range(n):  # post-processing once per dataset, not per step
         ends = np.nonzero(te[:, row] | tr[:, row])[0][: target[row]]
         begin = 0
         for end in ends:
             sl = slice(begin, end + 1)
+            last = (end, row)  # the episode's steps, then its final observation
             out.append(Episode(
-                observations=_cat(_take(o, (sl, row)), _take(fo, (end, row))),
+                observations=tree_map(lambda x, f, i=(sl, row), j=last: np.concatenate([x[i], f[j][None]]), o, fo),
                 actions=a[sl, row], rewards=r[sl, row], terminations=te[sl, row], truncations=tr[sl, row]))
             begin = end + 1
     return out

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlmem.tree import Nested
+from rlmem.tree import Nested, tree_map
 
 
 @dataclass
@@ -113,7 +113,8 @@ def write_dataset(
                 raise FileExistsError(f"dataset {dataset_id!r} already exists in {root} (pass overwrite=true)")
             minari.delete_dataset(dataset_id)
         buffers = [
-            EpisodeBuffer(id=i, observations=_to_list(ep.observations), actions=list(ep.actions),
+            EpisodeBuffer(id=i, observations=tree_map(lambda x: list(np.asarray(x)), ep.observations),
+                          actions=list(ep.actions),
                           rewards=list(np.asarray(ep.rewards, dtype=np.float64)),
                           terminations=list(np.asarray(ep.terminations, dtype=bool)),
                           truncations=list(np.asarray(ep.truncations, dtype=bool)), infos=ep.infos)
@@ -127,15 +128,6 @@ def write_dataset(
                 observation_space=env_obj.observation_space, action_space=env_obj.action_space,
                 jpeg_encoding=not lossless)
         return root / dataset_id
-
-
-def _to_list(obs: Any) -> Any:
-    """Minari's EpisodeBuffer wants lists of per-step observations (dicts/tuples of lists for Dict/Tuple)."""
-    if isinstance(obs, dict):
-        return {k: _to_list(v) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_to_list(v) for v in obs)
-    return list(np.asarray(obs))
 
 
 def load_trajectories(

@@ -81,9 +81,9 @@ def ensure_dataset(cfg: Any, algo: OfflineConfig) -> None:
     log.info("dataset %s is missing: collecting %d episodes with %s", algo.dataset_id, c.episodes, c.policy)
     collect(OmegaConf.create({
         "env": OmegaConf.to_container(cfg.env) if isinstance(cfg.env, DictConfig) else cfg.env,
-        "policy": c.policy, "checkpoint": c.checkpoint, "deterministic": False, "episodes": c.episodes,
-        "dataset_id": algo.dataset_id, "data_dir": algo.data_dir, "grid": dict(c.grid), "num_envs": c.num_envs,
-        "seed": c.seed, "overwrite": False, "lossless": True, "device": cfg.device}))
+        "policy": c.policy, "checkpoint": c.checkpoint, "episodes": c.episodes, "dataset_id": algo.dataset_id,
+        "data_dir": algo.data_dir, "grid": dict(c.grid), "num_envs": c.num_envs, "seed": c.seed,
+        "device": cfg.device}))  # the other CollectConfig fields take their defaults
 
 
 def train_offline(cfg: Any, run: Run) -> Policy:
