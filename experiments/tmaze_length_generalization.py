@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = [9, 30, 90, 300, 900, 9600, 100_000, 1_000_000]
 
 
-def train_model(model: str, seed: int, retrain: bool) -> tuple[Path, float]:
+def train_model(model: str, seed: int, retrain: bool) -> tuple[Path, float | None]:
+    """Train ``experiment=elmur_tmaze`` with ``model`` into its run directory; returns the directory and the
+    training wall time (None: an existing checkpoint is reused)."""
     from hydra import compose, initialize_config_dir
 
     from rlmem.config import register_configs
@@ -30,7 +32,7 @@ def train_model(model: str, seed: int, retrain: bool) -> tuple[Path, float]:
 
     run_dir = ROOT / "runs" / "elmur_tmaze" / f"{model}_seed{seed}"
     if (run_dir / "checkpoints" / "latest.pt").is_file() and not retrain:
-        return run_dir, float("nan")
+        return run_dir, None
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=elmur_tmaze", f"model={model}", f"seed={seed}",
@@ -60,7 +62,8 @@ def main() -> None:
     mine: list[dict] = []
     for model in [] if args.table_only else args.models:
         run_dir, train_s = train_model(model, args.seed, args.retrain)
-        print(f"{model}: trained in {train_s:.0f} s ({run_dir})", flush=True)
+        print(f"{model}: " + (f"trained in {train_s:.0f} s" if train_s is not None else "reusing the checkpoint")
+              + f" ({run_dir})", flush=True)
         policy = load_policy(run_dir)
         for length in args.lengths:
             t = time.perf_counter()
