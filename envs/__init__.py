@@ -1,6 +1,6 @@
-"""rlmem environments: T-Maze (gym + torch-batched), POPGym adapters, one vector-env entry point.
+"""rlmem environments: T-Maze and Rooms (gym + torch-batched), POPGym adapters, one vector-env entry point.
 
-Importing ``envs`` registers ``rlmem/TMaze-v0`` and ``rlmem/<PopgymClass>-v0`` with gymnasium.
+Importing ``envs`` registers ``rlmem/TMaze-v0``, ``rlmem/Rooms-v0`` and ``rlmem/<PopgymClass>-v0`` with gymnasium.
 :func:`make_vec` builds a :class:`envs.vector.VecEnv` from any registered id, on the torch-batched
 implementation when one exists (``TORCH_VEC_ENVS``) or on gymnasium's vector envs otherwise.
 """
@@ -16,30 +16,37 @@ import gymnasium as gym
 import torch
 
 from envs.popgym import make_popgym, register_popgym
+from envs.rooms import RoomsEnv, RoomsVec
 from envs.tmaze import TMazeEnv, TMazeVec
 from envs.vector import GymVecEnv, VecEnv
-from envs.wrappers import PrevActionReward, ReturnToGo, VecPrevActionReward, VecReturnToGo
+from envs.wrappers import PlaceFromInfo, PrevActionReward, ReturnToGo, VecPrevActionReward, VecReturnToGo
 
 __all__ = [
     "TORCH_VEC_ENVS",
     "GymVecEnv",
+    "PlaceFromInfo",
     "PrevActionReward",
     "ReturnToGo",
+    "RoomsEnv",
+    "RoomsVec",
     "TMazeEnv",
     "TMazeVec",
     "VecEnv",
     "VecPrevActionReward",
     "VecReturnToGo",
+    "make_env",
     "make_popgym",
+    "make_rooms",
     "make_tmaze",
     "make_vec",
     "registered_ids",
 ]
 
 TMAZE_ID = "rlmem/TMaze-v0"
+ROOMS_ID = "rlmem/Rooms-v0"
 
 #: env id -> torch-batched class taking ``(num_envs, device=..., **env kwargs)``
-TORCH_VEC_ENVS: dict[str, type] = {TMAZE_ID: TMazeVec}
+TORCH_VEC_ENVS: dict[str, type] = {TMAZE_ID: TMazeVec, ROOMS_ID: RoomsVec}
 
 BACKENDS = ("auto", "torch", "gym")
 _WRAPPER_KWARGS = ("prev_action", "prev_reward")
@@ -62,9 +69,30 @@ def make_tmaze(
     return env
 
 
+def make_rooms(
+    rows: int = 2,
+    cols: int = 2,
+    colours: int = 4,
+    visits: int = 6,
+    dwell: int = 2,
+    prev_action: bool = False,
+    prev_reward: bool = False,
+    rtg_target: float | None = None,
+) -> gym.Env:
+    """Entry point of ``rlmem/Rooms-v0``: :class:`RoomsEnv`, with the same optional wrappers as T-Maze."""
+    env: gym.Env = RoomsEnv(rows=rows, cols=cols, colours=colours, visits=visits, dwell=dwell)
+    if prev_action or prev_reward:
+        env = PrevActionReward(env, prev_action=prev_action, prev_reward=prev_reward)
+    if rtg_target is not None:
+        env = ReturnToGo(env, rtg_target)
+    return env
+
+
 def _register() -> None:
     if TMAZE_ID not in gym.registry:
         gym.register(TMAZE_ID, entry_point="envs:make_tmaze")
+    if ROOMS_ID not in gym.registry:
+        gym.register(ROOMS_ID, entry_point="envs:make_rooms")
     register_popgym()
 
 
@@ -76,10 +104,16 @@ def registered_ids() -> list[str]:
     return sorted(env_id for env_id in gym.registry if env_id.startswith("rlmem/"))
 
 
-def _make_env(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+def make_env(env_id: str, kwargs: dict[str, Any] | None = None) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` for any id, plus the wrapper kwargs every id accepts:
+    ``place_from_info=N`` moves ``info["place"]`` (one of N places) into the observation
+    (:class:`envs.wrappers.PlaceFromInfo`, for ``env.place_key=place``)."""
     # Module-level so AsyncVectorEnv can pickle it by reference (the worker imports envs, which
     # registers the ids) -- a lambda would not carry the registration to a spawned worker.
-    return gym.make(env_id, **kwargs)
+    kwargs = dict(kwargs or {})
+    places = kwargs.pop("place_from_info", None)
+    env = gym.make(env_id, **kwargs)
+    return PlaceFromInfo(env, places) if places is not None else env
 
 
 def _check_id(env_id: str) -> None:
@@ -108,7 +142,8 @@ def make_vec(
         env_id: a registered gymnasium id (``registered_ids()`` lists rlmem's).
         num_envs: number of rows.
         kwargs: env constructor kwargs (as for ``gym.make``), e.g. ``{"corridor_length": 100}``;
-            ``prev_action`` / ``prev_reward`` / ``rtg_target`` work with both backends.
+            ``prev_action`` / ``prev_reward`` / ``rtg_target`` work with both backends, ``place_from_info``
+            (see :func:`make_env`) with the gym backend.
         device: where observations, rewards and flags live (and where torch envs step).
         backend: ``"torch"`` (a ``TORCH_VEC_ENVS`` class), ``"gym"`` (gymnasium vector env over
             ``gym.make(env_id, **kwargs)``), or ``"auto"`` (torch when available, else gym).
@@ -123,7 +158,7 @@ def make_vec(
     if backend == "auto":
         backend = "torch" if env_id in TORCH_VEC_ENVS else "gym"
     if backend == "gym":
-        fns = [functools.partial(_make_env, env_id, kwargs) for _ in range(num_envs)]
+        fns = [functools.partial(make_env, env_id, kwargs) for _ in range(num_envs)]
         return GymVecEnv(fns, device=device, asynchronous=asynchronous)
 
     if env_id not in TORCH_VEC_ENVS:
@@ -131,6 +166,9 @@ def make_vec(
             f"No torch-batched implementation of {env_id!r}; available: {sorted(TORCH_VEC_ENVS)}. "
             "Use backend='gym' (or 'auto')."
         )
+    if "place_from_info" in kwargs:
+        raise ValueError("place_from_info wraps gymnasium envs: use backend='gym', or an observation key of the "
+                         "torch env as env.place_key")
     cls = TORCH_VEC_ENVS[env_id]
     wrap = {k: bool(kwargs.pop(k)) for k in _WRAPPER_KWARGS if k in kwargs}
     rtg_target = kwargs.pop("rtg_target", None)

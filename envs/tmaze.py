@@ -40,14 +40,14 @@ Variants (``L`` = ``corridor_length``):
 
 Randomness is counter-based so that the batched env reproduces the gym env row by row: the clue and
 every noise value are integer hashes of ``(seed key, episode index, step)`` computed with the same
-int64 arithmetic in numpy and torch (see :func:`_draw`). The seed key is the ``seed`` passed to
+int64 arithmetic in numpy and torch (see :mod:`envs.hashrng`). The seed key is the ``seed`` passed to
 ``reset`` (or one drawn from ``np_random`` if the env was never seeded); the episode index counts the
 resets since seeding.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -55,6 +55,10 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from envs.hashrng import ArrayT
+from envs.hashrng import P as _P
+from envs.hashrng import draw as _draw
+from envs.hashrng import episode_base as _episode_base
 from envs.vector import EpisodeStats, VecEnv
 
 Variant = Literal["elmur", "passive", "active"]
@@ -63,32 +67,8 @@ VARIANTS: tuple[str, ...] = ("elmur", "passive", "active")
 RIGHT, UP, LEFT, DOWN = 0, 1, 2, 3
 _MOVES = ((1, 0), (0, 1), (-1, 0), (0, -1))  # (dx, dy) per action
 
-# Counter-based hash. Every intermediate value stays below 2**63: inputs are < 2**31, so
-# ``(base + counter) * A`` < 2**32 * 2**31 and the modulus brings values back under 2**31.
-_P = 2_147_483_647  # 2**31 - 1 (prime)
-_A1 = 1_103_515_245
-_A2 = 1_664_525_021
 _CLUE_COUNTER = _P - 1  # counter reserved for the clue; steps never reach it
 MAX_CORRIDOR_LENGTH = 2**30
-
-ArrayT = TypeVar("ArrayT", np.int64, Tensor)
-
-
-def _draw(base: ArrayT, counter: ArrayT | int) -> ArrayT:
-    """Hash ``base + counter`` (both in ``[0, 2**31)``) to ``[0, 2**31)``.
-
-    Written with operators only, so numpy int64 scalars (the gym env) and int64 tensors (the batched
-    env) run exactly the same arithmetic.
-    """
-    z = ((base + counter) * _A1) % _P
-    z = z ^ (z >> 15)
-    z = (z * _A2) % _P
-    return z ^ (z >> 13)
-
-
-def _episode_base(key: ArrayT, episode: ArrayT | int) -> ArrayT:
-    """Per-episode hash state from the seed key (reduced mod P) and the episode index."""
-    return _draw(_draw(key, 0), episode)
 
 
 def _clue_of(base: ArrayT) -> ArrayT:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from envs.vector import Obs, VecEnv, VecEnvWrapper
 
-OBS, PREV_ACTION, PREV_REWARD, RTG = "obs", "prev_action", "prev_reward", "rtg"
+OBS, PREV_ACTION, PREV_REWARD, RTG, PLACE = "obs", "prev_action", "prev_reward", "rtg", "place"
 
 
 def prev_action_space(action_space: gym.Space) -> gym.Space:
@@ -231,3 +231,34 @@ class VecReturnToGo(VecEnvWrapper):
         info["final_obs"] = {OBS: info["final_obs"], RTG: g[:, None]}
         self._g = torch.where(terminated | truncated, self.target, g)
         return {OBS: obs, RTG: self._g[:, None]}, reward, terminated, truncated, info
+
+
+class PlaceFromInfo(gym.Wrapper):
+    """Move the place an env reports in ``info["place"]`` into the observation, for place-aware memories:
+    ``obs -> {"obs": obs, "place": place}`` with space ``Discrete(num_places)`` (``env.place_key=place``)."""
+
+    def __init__(self, env: gym.Env, num_places: int):
+        super().__init__(env)
+        if num_places < 1:
+            raise ValueError(f"place_from_info needs the number of places (>= 1), got {num_places}")
+        self.num_places = int(num_places)
+        self.observation_space = spaces.Dict({OBS: env.observation_space, PLACE: spaces.Discrete(self.num_places)})
+
+    def _place(self, info: dict[str, Any]) -> np.int64:
+        if PLACE not in info:
+            raise KeyError(f"place_from_info: {self.env.spec.id if self.env.spec else self.env} reports no "
+                           "info['place']")
+        place = int(np.asarray(info[PLACE]).item())
+        if not 0 <= place < self.num_places:
+            raise ValueError(f"info['place']={place} is outside place_from_info={self.num_places} places")
+        return np.int64(place)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return {OBS: obs, PLACE: self._place(info)}, info
+
+    def step(self, action: Any) -> tuple[dict[str, Any], Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {OBS: obs, PLACE: self._place(info)}, reward, terminated, truncated, info

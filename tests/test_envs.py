@@ -86,7 +86,7 @@ def test_registered_ids() -> None:
     assert len(POPGYM_IDS) == 42
     assert set(POPGYM_IDS) <= set(ids)
     assert ids == sorted(ids) and all(i.startswith("rlmem/") for i in ids)
-    assert envs.TORCH_VEC_ENVS == {"rlmem/TMaze-v0": TMazeVec}
+    assert envs.TORCH_VEC_ENVS == {"rlmem/TMaze-v0": TMazeVec, "rlmem/Rooms-v0": envs.RoomsVec}
 
 
 def _check(env: gym.Env) -> None:
@@ -496,7 +496,7 @@ def test_make_vec_backends_and_errors() -> None:
         make_vec("rlmem/Tmaze-v0", 2)
     with pytest.raises(gym.error.Error, match=r"rlmem/RepeatPreviousEasy-v0"):
         make_vec("rlmem/RepeatPreviusEasy-v0", 2)
-    with pytest.raises(ValueError, match=r"available: \['rlmem/TMaze-v0'\]"):
+    with pytest.raises(ValueError, match=r"available: \['rlmem/Rooms-v0', 'rlmem/TMaze-v0'\]"):
         make_vec("rlmem/RepeatFirstEasy-v0", 2, backend="torch")
     with pytest.raises(ValueError, match="backend"):
         make_vec("rlmem/TMaze-v0", 2, backend="jax")
