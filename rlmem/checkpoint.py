@@ -71,11 +71,13 @@ def policy_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "c
         memory=a["memory"],
         memory_kwargs=a["memory_kwargs"],
         encoder=a["encoder"],
+        place_key=a.get("place_key"),
         env_id=ckpt["env_id"],
         env_kwargs=ckpt["env_kwargs"],
+        device=device,
     )
     policy.load_state_dict(ckpt["policy"])
-    return policy.to(device).eval()
+    return policy.eval()
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:

@@ -24,6 +24,7 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make / the torch env
     backend: str = "auto"  # auto | torch (torch-batched env) | gym (gymnasium vector env)
     asynchronous: bool = False  # gym backend: one subprocess per env (AsyncVectorEnv)
+    place_key: str | None = None  # Dict-observation key of the agent's place (Discrete), for place-aware memories
 
 
 @dataclass
@@ -94,7 +95,7 @@ class OfflineConfig:
     warmup: int = 100  # batches of linear warm-up
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     max_grad_norm: float = 1.0
-    eval_every: int = 200  # updates between evaluations in the real env (0 = only at the end)
+    eval_every: int = 200  # updates between evaluations in the real env, and at the last (0: only the run's final one)
     eval_episodes: int = 100
     checkpoint_every: int = 200  # updates between checkpoints (the last update always saves)
 
@@ -113,6 +114,8 @@ class TrainConfig:
     torch_threads: int = 0  # torch intra-op threads (0 = torch's default)
     progress: bool = True  # console progress bar
     eval_episodes: int = 100  # deterministic evaluation episodes after training (0 = none)
+    time_budget_s: float | None = None  # stop training after this many seconds of this invocation (the update
+    # in progress finishes, is saved and evaluated); None: run all updates. Schedules keep their full length.
 
 
 def register_configs() -> None:

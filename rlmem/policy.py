@@ -12,6 +12,7 @@ vec_env)`` runs on it as-is. Actor and critic share one memory.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from envs.vector import obs_to_tensor
 from rlmem.encoders import EncoderConfig, build_encoder
 from rlmem.heads import Dist, _layer_init, build_head
-from rlmem.memory import State, build
+from rlmem.memory import MEMORIES, State, build
 from rlmem.tree import Nested, first_leaf, tree_map
 
 
@@ -35,8 +36,14 @@ class Policy(nn.Module):
         memory: name in ``rlmem.memory.MEMORIES``.
         memory_kwargs: arguments of that memory (e.g. ``hidden_size``).
         encoder: how observations are encoded (``EncoderConfig`` or its fields as a dict).
+        place_key: key of a ``Discrete`` entry of a ``Dict`` observation space holding the agent's place. A
+            place-aware memory (one whose constructor takes ``place_input``, e.g. ``sat``) gets it as an extra
+            last input column and ``place_input=True``; other memories ignore it. Either way the place is also
+            encoded with the rest of the observation.
         env_id, env_kwargs: the registered gymnasium id and kwargs the policy was trained on, kept so
-            foreign code can rebuild the env with ``gymnasium.make(policy.env_id, **policy.env_kwargs)``.
+            foreign code can rebuild the env (``policy.make_env()``).
+        device: where the policy will run; it is built there, and a memory whose constructor takes ``device``
+            (``xlstm``: its sLSTM kernels) gets it. None: CPU, movable with ``.to()`` as any module.
     """
 
     def __init__(
@@ -46,22 +53,41 @@ class Policy(nn.Module):
         memory: str = "lstm",
         memory_kwargs: dict[str, Any] | None = None,
         encoder: EncoderConfig | dict[str, Any] | None = None,
+        place_key: str | None = None,
         env_id: str | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
     ):
         super().__init__()
         enc_cfg = encoder if isinstance(encoder, EncoderConfig) else EncoderConfig(**(encoder or {}))
         self.observation_space, self.action_space = observation_space, action_space
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.arch = {"memory": memory, "memory_kwargs": dict(memory_kwargs or {}), "encoder": asdict(enc_cfg)}
+        self.arch = {"memory": memory, "memory_kwargs": dict(memory_kwargs or {}), "encoder": asdict(enc_cfg),
+                     "place_key": place_key}
         self.encoder = build_encoder(observation_space, enc_cfg)
-        self.memory = build(memory, self.encoder.output_size, **self.arch["memory_kwargs"])
+        mem_kwargs = dict(self.arch["memory_kwargs"])
+        cls = MEMORIES.get(memory)  # (an unknown name fails in build, naming the registered ones)
+        place_aware = cls is not None and "place_input" in inspect.signature(cls.__init__).parameters
+        self.place_key = place_key if place_aware else None
+        if place_aware:
+            mem_kwargs["place_input"] = place_key is not None  # the policy decides what the last column is
+        if device is not None and cls is not None and "device" in inspect.signature(cls.__init__).parameters:
+            mem_kwargs["device"] = torch.device(device)
+        if self.place_key is not None:
+            spaces = getattr(observation_space, "spaces", None)
+            if not isinstance(observation_space, gym.spaces.Dict) or not isinstance(
+                    spaces.get(place_key), gym.spaces.Discrete):
+                raise ValueError(f"place_key={place_key!r} needs a Dict observation space with a Discrete entry "
+                                 f"{place_key!r}; got {observation_space}")
+        self.memory = build(memory, self.encoder.output_size + int(self.place_key is not None), **mem_kwargs)
         self.actor = build_head(action_space, self.memory.output_size)
         self.critic = _layer_init(nn.Linear(self.memory.output_size, 1), 1.0)
         self._box = isinstance(action_space, gym.spaces.Box)
         if self._box:
             self.register_buffer("_low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("_high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        if device is not None:
+            self.to(device)
 
     @property
     def device(self) -> torch.device:
@@ -75,7 +101,10 @@ class Policy(nn.Module):
         self, obs: Nested, state: State, episode_start: Tensor, need_state: bool = True
     ) -> tuple[Dist, Tensor, State | None]:
         """``obs`` with leading ``[B, T]`` -> action distribution, value ``[B, T]``, new state."""
-        h, state = self.memory(self.encoder(obs), state, episode_start, need_state=need_state)
+        x = self.encoder(obs)
+        if self.place_key is not None:  # the place id as the memory's last input column
+            x = torch.cat([x, obs[self.place_key].to(x.dtype).unsqueeze(-1)], -1)  # type: ignore[index]
+        h, state = self.memory(x, state, episode_start, need_state=need_state)
         return self.actor(h), self.critic(h).squeeze(-1), state
 
     # -- single steps [B] (rollouts, deployment) ---------------------------------------------------
@@ -151,12 +180,13 @@ class Policy(nn.Module):
                 )
 
     def make_env(self, **overrides: Any) -> gym.Env:
-        """``gymnasium.make`` of the env this policy was trained on (kwargs overridable)."""
+        """The env this policy was trained on (``envs.make_env``: ``gymnasium.make`` plus wrapper kwargs; kwargs
+        overridable)."""
         if self.env_id is None:
             raise ValueError("this policy records no env_id")
-        import envs  # noqa: F401  (registers rlmem ids)
+        import envs  # (registers rlmem ids)
 
-        return gym.make(self.env_id, **{**self.env_kwargs, **overrides})
+        return envs.make_env(self.env_id, {**self.env_kwargs, **overrides})
 
 
 def _is_batched(obs: Any, space: gym.Space) -> bool:

@@ -22,7 +22,7 @@ log = logging.getLogger("rlmem")
 
 # Keys allowed to change when resuming (everything else must match the stored config).
 RESUMABLE_CHANGES = {"algo.total_steps", "algo.updates", "resume", "progress", "device", "torch_threads",
-                     "eval_episodes"}
+                     "eval_episodes", "time_budget_s"}
 
 
 def seed_everything(seed: int) -> None:

@@ -117,3 +117,13 @@ def test_detach_false_needs_one_step_per_batch(cfg_factory, tmp_path):
         train(cfg_factory(*DATA, *small_model("elmur"), "algo.updates=1", "algo.detach=false",
                           "algo.step_per_segment=true", f"algo.data_dir={tmp_path / 'data'}",
                           f"run_dir={tmp_path / 'run'}"))
+
+
+def test_time_budget_stops_after_the_update_in_progress(cfg_factory, tmp_path):
+    base = [*DATA, *small_model("gru"), "algo.updates=6", "algo.batch_size=8", "algo.eval_every=0",
+            "algo.eval_episodes=2", "eval_episodes=2", f"algo.data_dir={tmp_path / 'data'}",
+            f"run_dir={tmp_path / 'run'}"]
+    assert train(cfg_factory(*base, "time_budget_s=0"))["episodes"] == 2
+    assert load_checkpoint(tmp_path / "run")["trainer"]["global_step"] == 1
+    train(cfg_factory(*base, "resume=true"))  # the budget is per invocation: resuming without one finishes
+    assert load_checkpoint(tmp_path / "run")["trainer"]["global_step"] == 6

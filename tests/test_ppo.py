@@ -138,3 +138,11 @@ def test_every_space_kind_trains_and_predicts(cfg_factory, tmp_path, action):
     batch = {k: np.stack([v, v]) for k, v in obs.items()}
     a2, _ = policy.predict(batch, state=None)
     assert a2.shape == (2, *env.action_space.shape)
+
+
+def test_time_budget_stops_after_the_update_in_progress(cfg_factory, tmp_path):
+    # 512 steps = 4 updates of 4 x 32; with no time left the first update is the last one, saved and evaluated.
+    cfg = cfg_factory("model=mlp", *SMOKE_ENVS["tmaze"], *TINY, "algo.checkpoint_every=100", "time_budget_s=0",
+                      f"run_dir={tmp_path}")
+    assert train(cfg)["episodes"] == 4
+    assert load_checkpoint(tmp_path)["trainer"]["global_step"] == 128

@@ -122,7 +122,8 @@ def train_offline(cfg: Any, run: Run) -> Policy:
 
     # -- policy and optimiser ---------------------------------------------------------------------
     policy = Policy(obs_space, act_space, memory=cfg.model.memory, memory_kwargs=dict(cfg.model.memory_kwargs),
-                    encoder=dict(cfg.model.encoder), env_id=cfg.env.id, env_kwargs=env_kwargs).to(device)
+                    encoder=dict(cfg.model.encoder), place_key=cfg.env.place_key, env_id=cfg.env.id,
+                    env_kwargs=env_kwargs, device=device)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, betas=tuple(algo.betas),
                                   weight_decay=algo.weight_decay)
     # Scheduled per update (batch), not per optimizer step: batches of short trajectories fill fewer
@@ -146,6 +147,7 @@ def train_offline(cfg: Any, run: Run) -> Policy:
 
     update = start
     t0 = time.perf_counter()
+    deadline = t0 + budget if (budget := getattr(cfg, "time_budget_s", None)) is not None else math.inf
     try:
         for update in range(start, algo.updates):
             policy.train()
@@ -188,7 +190,12 @@ def train_offline(cfg: Any, run: Run) -> Policy:
             scalars |= {"losses/grad_norm": float(grad_norm), "charts/learning_rate": scheduler.get_last_lr()[0],
                         "perf/updates_per_s": (done - start) / (time.perf_counter() - t0)}
             postfix = {"loss": stats.get("loss_bc", float("nan"))}
-            if (algo.eval_every and done % algo.eval_every == 0) or done == algo.updates:
+            score = -sum(v for name, v in stats.items() if name.startswith("loss_"))  # the paper's AMA reward
+            scalars |= {f"memory/{k}": v for k, v in policy.memory.feedback(score).items()}
+            last = done == algo.updates or time.perf_counter() >= deadline
+            if last:
+                policy.memory.on_train_end()
+            if algo.eval_every and (done % algo.eval_every == 0 or last):
                 res, _ = evaluate_env(policy, cfg.env.id, env_kwargs, algo.eval_episodes, backend=cfg.env.backend,
                                       seed=cfg.seed + done)
                 scalars["eval/mean_return"] = res.mean_return
@@ -197,8 +204,11 @@ def train_offline(cfg: Any, run: Run) -> Policy:
                     scalars["eval/success_rate"] = postfix["eval_succ"] = res.success_rate
             run.progress(done, postfix)
             run.scalars(done, scalars)
-            if done % max(algo.checkpoint_every, 1) == 0 or done == algo.updates:
+            if done % max(algo.checkpoint_every, 1) == 0 or last:
                 save(done)
+            if last and done < algo.updates:
+                log.info("time budget of %.0f s spent after %d of %d updates", budget, done, algo.updates)
+                break
     except BaseException:
         log.warning("interrupted at update %d: saving %s", update, run.checkpoint_path)
         save(update)

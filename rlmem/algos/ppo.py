@@ -109,8 +109,8 @@ def train_ppo(cfg: Any, run: Run) -> Policy:
     policy = Policy(
         envs.single_observation_space, envs.single_action_space, memory=cfg.model.memory,
         memory_kwargs=dict(cfg.model.memory_kwargs), encoder=dict(cfg.model.encoder),
-        env_id=cfg.env.id, env_kwargs=env_kwargs,
-    ).to(device)
+        place_key=cfg.env.place_key, env_id=cfg.env.id, env_kwargs=env_kwargs, device=device,
+    )
     optimizer = torch.optim.Adam(policy.parameters(), lr=algo.lr, eps=1e-5, foreach=None,
                                  fused=device.type in ("cpu", "cuda"))
     run.set_total(num_updates * batch, "step")
@@ -126,6 +126,7 @@ def train_ppo(cfg: Any, run: Run) -> Policy:
     state = policy.initial_state(N)
 
     update = start_update
+    deadline = time.perf_counter() + budget if (budget := getattr(cfg, "time_budget_s", None)) is not None else math.inf
     try:
         for update in range(start_update, num_updates):
             lr = algo.lr * (1.0 - update / num_updates) if algo.anneal_lr else algo.lr
@@ -222,14 +223,22 @@ def train_ppo(cfg: Any, run: Run) -> Policy:
                 scalars |= {"charts/episodic_return": mean_ret, "charts/episodic_length": float(ep_len) / n,
                             "charts/mmer": mmer, "charts/episodes": n}
                 postfix["ret"] = mean_ret
+                scalars |= {f"memory/{k}": v for k, v in policy.memory.feedback(mean_ret).items()}
             if float(succ_n) > 0:
                 scalars["charts/success_rate"] = float(succ) / float(succ_n)
                 postfix["succ"] = scalars["charts/success_rate"]
             scalars["perf/sps"] = run.progress(global_step, postfix)
             run.scalars(global_step, scalars)
-            if (update + 1) % max(algo.checkpoint_every, 1) == 0 or update + 1 == num_updates:
+            last = update + 1 == num_updates or time.perf_counter() >= deadline
+            if last:
+                policy.memory.on_train_end()
+            if (update + 1) % max(algo.checkpoint_every, 1) == 0 or last:
                 run.save(policy, {"update": update + 1, "global_step": global_step, "mmer": mmer,
                                   "optimizer": optimizer.state_dict()})
+            if last and update + 1 < num_updates:
+                log.info("time budget of %.0f s spent after %d of %d updates", budget, update + 1,
+                         num_updates)
+                break
     except BaseException:
         # Keep what was learned: weights at the interrupted update (re-run from its start on resume).
         log.warning("interrupted at update %d: saving %s", update, run.checkpoint_path)

@@ -14,6 +14,11 @@ Every memory is a ``torch.nn.Module`` with
 * ``need_state=False`` lets a memory skip computing the final state (it then returns ``None``), like
   ``need_weights`` in ``nn.MultiheadAttention``: training on stored chunk states never uses it.
 
+Two optional hooks, no-ops by default, let a memory learn from outside gradient descent (SAT's Adaptive Memory
+Allocator): trainers call ``feedback(score)`` after every update (higher is better: PPO passes the rollout's mean
+episode return, the offline trainer minus its loss) and log what it returns under ``memory/``, and call
+``on_train_end()`` before the final checkpoint.
+
 ``tests/test_memory_contract.py`` checks all of this for every registered memory.
 """
 
@@ -47,6 +52,13 @@ class Memory(nn.Module, abc.ABC):
         self, x: Tensor, state: State, episode_start: Tensor, *, need_state: bool = True
     ) -> tuple[Tensor, State | None]:
         """``x [B, T, D]``, ``episode_start [B, T]`` bool -> ``y [B, T, output_size]``, new state."""
+
+    def feedback(self, score: float) -> dict[str, float]:
+        """Called by trainers after each update with a score of it (higher is better); returns diagnostics."""
+        return {}
+
+    def on_train_end(self) -> None:  # noqa: B027 - optional hook
+        """Called by trainers before the final checkpoint."""
 
     def _factory(self, device: torch.device | str | None) -> dict[str, Any]:
         """dtype/device of this module's parameters, for building state tensors."""
