@@ -25,12 +25,18 @@ def make_cfg(*overrides: str):
         return compose("config", overrides=["progress=false", *overrides])
 
 
+SMALL_SIZES = {
+    "elmur": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.segment_len=4"],
+    "gtrxl": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.window=4"],
+    "hcam": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.chunk_len=4", "model.memory_kwargs.num_chunks=2"],
+    "sat": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.capacity=4"],
+    "xlstm": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.num_heads=2"],
+}
+
+
 def small_model(memory: str) -> list[str]:
-    """Overrides selecting ``memory`` with a small width (each memory has its own config group)."""
-    group = memory if memory in ("mlp", "elmur") else "gru"
-    size = {"elmur": ["model.memory_kwargs.d_model=16", "model.memory_kwargs.segment_len=4"]}.get(
-        memory, ["model.memory_kwargs.hidden_size=16"])
-    return [f"model={group}", f"model.memory={memory}", *size]
+    """Overrides selecting ``model=<memory>`` (its config group) with a small width."""
+    return [f"model={memory}", *SMALL_SIZES.get(memory, ["model.memory_kwargs.hidden_size=16"])]
 
 
 @pytest.fixture

@@ -22,6 +22,12 @@ SMALL_CFG: dict[str, dict] = {
     "gru": {"hidden_size": 16, "num_layers": 2},
     "elmur": {"d_model": 16, "num_layers": 2, "num_heads": 2, "num_slots": 2, "segment_len": 4,
               "max_rel_time": 8},
+    "gtrxl": {"d_model": 16, "num_layers": 2, "num_heads": 2, "window": 5},
+    "hcam": {"d_model": 16, "num_layers": 2, "num_heads": 2, "chunk_len": 3, "num_chunks": 2, "top_k": 1},
+    # the last input column is the place (rounded, clamped to 3 places); 4 slots fill and evict within a row
+    "sat": {"d_model": 16, "num_layers": 2, "num_heads": 2, "capacity": 4, "num_places": 3, "place_input": True,
+            "read": "place", "top_k": 2, "allocation": "mvfo"},
+    "xlstm": {"d_model": 16, "num_blocks": 2, "slstm_at": [1], "num_heads": 2},
 }
 
 
