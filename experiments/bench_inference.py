@@ -1,17 +1,20 @@
 """Per-step inference latency and state size vs episode length: ELMUR, LSTM and a full-context
-causal transformer (KV cache), at episode steps 1k, 10k and 100k and batch 1, 16 and 100.
+causal transformer (KV cache) by default, any ``conf/model`` memory with ``--models``, at episode steps 1k,
+10k and 100k and batch 1, 16 and 100.
 
-Each model is put in the state it would have at episode step t (ELMUR: its step counter and a random
-memory; LSTM: random (h, c); transformer: a KV cache of t random tokens per layer, the work it must do
-to attend over the whole episode); then blocks of 10 consecutive T=1 steps are timed from there (so ELMUR's
-memory write at the segment end is included), median per-step time over ``--repeats`` blocks after warm-up,
-``torch.inference_mode``. Configs: ELMUR as released for T-Maze (d_model 128, 2 layers, 2 heads,
-M=2, K=10), LSTM 128, transformer d_model 128, 2 layers, 2 heads. Transformer cells whose KV cache
-exceeds ``--max-cache-gb`` are reported as skipped.
+Each model is put in the state it would have at episode step t (a memory: real steps on random inputs fill
+every buffer, up to 4,000 steps, then its clocks jump ahead by whole periods to t; transformer: a KV cache
+of t random tokens per layer, the work it must do to attend over the whole episode); then blocks of 10
+consecutive T=1 steps are timed from there (so ELMUR's memory write at the segment end is included), median
+per-step time over ``--repeats`` blocks after warm-up, ``torch.inference_mode``. Memories run at their
+``conf/model/<name>.yaml`` sizes (ELMUR: as released for T-Maze, d_model 128, 2 layers, 2 heads, M=2, K=10;
+LSTM 128); transformer d_model 128, 2 layers, 2 heads. Transformer cells whose KV cache exceeds
+``--max-cache-gb`` are reported as skipped.
 
     python experiments/bench_inference.py [--steps 1000 10000 100000] [--batches 1 16 100]
+    python experiments/bench_inference.py --models mlp lstm gru xlstm gtrxl hcam sat elmur --out bench_memories
 
-Writes experiments/results/bench_inference.{json,md}.
+Writes experiments/results/<out>.{json,md} (default bench_inference).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 
 from rlmem.memory import build
 
+ROOT = Path(__file__).resolve().parent.parent
 D_IN = 64
 
 
@@ -62,6 +66,12 @@ class KVTransformer(nn.Module):
         return h, new
 
 
+# Integer state entries that hold episode times (ELMUR: step counter and slot write times; GTrXL/HCAM/SAT: step
+# counter; SAT: entry times): shifting them by a whole number of periods moves a filled memory to a later step.
+CLOCKS = ("t", "anchor", "time")
+PERIOD = 4000  # a multiple of every segment/chunk length in conf/model (8, 10, 16, 32, ...)
+
+
 class MemoryModel:
     """A registered rlmem memory behind the bench's make_state/step interface."""
 
@@ -69,18 +79,32 @@ class MemoryModel:
         self.mem = build(name, D_IN, **cfg).eval()
         self.name = name
 
+    @classmethod
+    def from_config(cls, name: str) -> MemoryModel:
+        """The memory of ``model=<name>`` (conf/model, composed as the CLI does) at its configured size."""
+        from hydra import compose, initialize_config_dir
+        from omegaconf import OmegaConf
+
+        from rlmem.config import register_configs
+
+        register_configs()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            model = compose("config", overrides=[f"model={name}", "run_dir=unused"]).model
+        return cls(model.memory, **OmegaConf.to_container(model.memory_kwargs))
+
     def make_state(self, batch: int, t: int) -> dict[str, torch.Tensor]:
-        state = {k: v.clone() for k, v in self.mem.initial_state(batch).items()}
-        for v in state.values():
-            if v.is_floating_point():
-                v.normal_()
-        if "t" in state:  # ELMUR: the step counter, and slots last written at the previous segment ends
-            state["t"].fill_(t)
-            k = getattr(self.mem, "segment_len", 1)
-            m = state["anchor"].shape[-1]
-            ends = (t // k - torch.arange(m)) * k - 1  # (M,) times of the M most recent writes
-            state["anchor"][:] = ends.clamp(min=0)
-        return state
+        """The state at episode step ``t``: real steps on random inputs fill every buffer (up to 4,000 steps),
+        then the clocks jump ahead by whole periods to ``t``; state sizes and the work per step do not depend on
+        how the state got there."""
+        shift = max(t - 1000, 0) // PERIOD * PERIOD
+        state = self.mem.initial_state(batch)
+        with torch.inference_mode():
+            for i in range(0, t - shift, 100):
+                n = min(100, t - shift - i)
+                start = torch.zeros(batch, n, dtype=torch.bool)
+                start[:, 0] = i == 0
+                _, state = self.mem(torch.randn(batch, n, D_IN), state, start)
+        return {k: v + shift * (v >= 0) if k in CLOCKS else v for k, v in state.items()}
 
     def step(self, x, state):
         start = torch.zeros(x.shape[0], 1, dtype=torch.bool)
@@ -118,13 +142,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 100])
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--max-cache-gb", type=float, default=4.0)
+    ap.add_argument("--models", nargs="+", default=["elmur", "lstm", "transformer"],
+                    help="conf/model/<name> configs, or 'transformer' (the KV-cache baseline)")
+    ap.add_argument("--out", default="bench_inference", help="results/<out>.{json,md}")
     args = ap.parse_args()
     torch.manual_seed(0)
-    models = {
-        "elmur": MemoryModel("elmur", d_model=128, num_layers=2, num_heads=2, num_slots=2, segment_len=10),
-        "lstm": MemoryModel("lstm", hidden_size=128),
-        "transformer": KVTransformer(),
-    }
+    models = {name: KVTransformer() if name == "transformer" else MemoryModel.from_config(name)
+              for name in args.models}
     rows = []
     print(f"{'model':<12} {'batch':>5} {'step':>8} {'ms/step':>9} {'state KiB/row':>14}")
     for name, model in models.items():
@@ -141,7 +165,7 @@ def main() -> None:
                 print(f"{name:<12} {b:>5} {t:>8} {ms:>9.3f} {size / 1024:>14.1f}", flush=True)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "bench_inference.json").write_text(json.dumps(rows, indent=2))
+    (out / f"{args.out}.json").write_text(json.dumps(rows, indent=2))
     lines = ["| model | batch | " + " | ".join(f"ms/step @ {t:,}" for t in args.steps) + " | state KiB/row |",
              "|---|---|" + "---|" * len(args.steps) + "---|"]
     for name in models:
@@ -150,7 +174,7 @@ def main() -> None:
             cells = [f"{r['ms']:.3f}" if r["ms"] is not None else "skipped" for r in rs]
             sizes = sorted({f"{r['state_bytes_per_row'] / 1024:.1f}" for r in rs if r["ms"] is not None})
             lines.append(f"| {name} | {b} | " + " | ".join(cells) + f" | {' -> '.join(sizes)} |")
-    (out / "bench_inference.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,0 +1,180 @@
+"""Memory suite: every registered memory on the same memory tasks, under the same CPU budget per cell.
+
+A cell is (task, model, seed). It runs ``python -m rlmem.train`` with one torch thread and
+``time_budget_s=--budget`` (training stops after the update in progress once the budget is spent; schedules keep
+their full length), then the trainer's final greedy evaluation (``--episodes`` episodes). ``--workers`` cells run at
+once, one per core. Tasks:
+
+* ``tmaze``: behaviour cloning on T-Maze oracle trajectories of corridors <= 30 (``experiment=elmur_tmaze``'s
+  data and trainer), evaluated on corridor 300. Metric: success rate.
+* ``repeat_first``, ``count_recall``: PPO on POPGym RepeatFirstMedium / CountRecallEasy (``experiment=popgym_gru``'s
+  trainer). Metric: MMER (running max over training of the mean episode return, POPGym's metric).
+* ``rooms``: behaviour cloning on Rooms-v0 oracle trajectories (``experiment=rooms_bc``). Metric: success rate.
+* ``rooms_capacity``: the same on the capacity variant (``env=rooms_capacity``), for the allocation comparison
+  (``--tasks rooms_capacity --models sat sat_fifo``).
+
+Models are the ``model=<name>`` configs at their default sizes; ``elmur`` runs ``model=elmur_bc`` (read dropout,
+write LayerScale) where it is trained offline and ``model=elmur`` with PPO (read dropout is a training-only
+perturbation that PPO's rollout and update log-probabilities would disagree on).
+
+    python experiments/memory_suite.py [--budget 60] [--seeds 1 2 3] [--workers 2] [--tasks ...] [--models ...]
+
+Runs go to runs/memory_suite/<task>/<model>/seed<k> (log in train.log); finished cells are kept in
+experiments/results/memory_suite.json and skipped when the suite is run again (``--rerun`` repeats them);
+the table goes to experiments/results/memory_suite.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
+MODELS = ["mlp", "lstm", "gru", "xlstm", "gtrxl", "hcam", "sat", "elmur"]
+TASKS: dict[str, dict] = {
+    "tmaze": {"metric": "success", "offline": True, "overrides": [
+        "experiment=elmur_tmaze", "env.kwargs.corridor_length=300", "algo.eval_every=0"]},
+    "repeat_first": {"metric": "mmer", "offline": False, "overrides": [
+        "experiment=popgym_gru", "env.id=rlmem/RepeatFirstMedium-v0", "algo.total_steps=100000000"]},
+    "count_recall": {"metric": "mmer", "offline": False, "overrides": [
+        "experiment=popgym_gru", "env.id=rlmem/CountRecallEasy-v0", "algo.total_steps=100000000"]},
+    "rooms": {"metric": "success", "offline": True, "overrides": ["experiment=rooms_bc", "algo.eval_every=0"]},
+    "rooms_capacity": {"metric": "success", "offline": True, "overrides": [
+        "experiment=rooms_bc", "env=rooms_capacity", "algo.eval_every=0"]},
+}
+DEFAULT_TASKS = ["tmaze", "repeat_first", "count_recall", "rooms"]
+
+
+def model_config(model: str, offline: bool) -> str:
+    return "elmur_bc" if model == "elmur" and offline else model
+
+
+def run_cell(task: str, model: str, seed: int, budget: float, episodes: int) -> dict:
+    """Train and evaluate one cell in its own process; returns its result row."""
+    spec = TASKS[task]
+    run_dir = ROOT / "runs" / "memory_suite" / task / model / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = [*spec["overrides"], f"model={model_config(model, spec['offline'])}", f"seed={seed}",
+                 f"run_dir={run_dir}", f"time_budget_s={budget}", f"eval_episodes={episodes}", "torch_threads=1",
+                 "progress=false", "resume=false"]
+    t = time.perf_counter()
+    with open(run_dir / "train.log", "w") as logf:
+        proc = subprocess.run([sys.executable, "-m", "rlmem.train", *overrides], cwd=ROOT, stdout=logf,
+                              stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    row = {"task": task, "model": model, "seed": seed, "budget_s": budget, "wall_s": time.perf_counter() - t}
+    if proc.returncode != 0:
+        return row | {"error": f"exit {proc.returncode}, see {run_dir / 'train.log'}"}
+    from rlmem.checkpoint import load_checkpoint
+
+    try:
+        trainer = load_checkpoint(run_dir, map_location="cpu")["trainer"]
+        ev = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError, KeyError) as e:
+        return row | {"error": f"no result in {run_dir}: {e}"}
+    row |= {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": trainer.get("mmer"),
+            "global_step": trainer["global_step"]}
+    if row[spec["metric"]] is None:
+        return row | {"error": f"{task} reports no {spec['metric']}"}
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=60.0, help="training seconds per cell (one thread)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--workers", type=int, default=2, help="cells run at once (one core each)")
+    ap.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, choices=sorted(TASKS))
+    ap.add_argument("--models", nargs="+", default=MODELS)
+    ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes per cell")
+    ap.add_argument("--rerun", action="store_true", help="repeat cells already in the results")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    if args.episodes < 1 or args.budget <= 0:
+        ap.error("--episodes and --budget must be positive")
+    result_file = RESULTS / "memory_suite.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = json.loads(result_file.read_text()) if result_file.is_file() else []
+    key = lambda r: (r["task"], r["model"], r["seed"])  # noqa: E731
+    done = {key(r) for r in rows if "error" not in r}
+    cells = [(t, m, s) for t in args.tasks for m in args.models for s in args.seeds
+             if args.rerun or (t, m, s) not in done]
+    if args.table_only:
+        cells = []
+    # Datasets are created by the first run that needs them: make them before cells race for them.
+    for task in {t for t, _, _ in cells if TASKS[t]["offline"]}:
+        prepare_dataset(task)
+    lock = threading.Lock()
+
+    def one(cell: tuple[str, str, int]) -> None:
+        try:
+            row = run_cell(*cell, args.budget, args.episodes)
+        except Exception as e:  # one broken cell must not end the suite
+            row = {"task": cell[0], "model": cell[1], "seed": cell[2], "budget_s": args.budget, "wall_s": 0.0,
+                   "error": repr(e)}
+        with lock:
+            rows[:] = [r for r in rows if key(r) != cell] + [row]
+            result_file.write_text(json.dumps(rows, indent=2))
+            value = row.get(TASKS[cell[0]]["metric"])
+            print(f"{cell[0]:<15} {cell[1]:<8} seed {cell[2]}  "
+                  + (row["error"] if "error" in row else f"{TASKS[cell[0]]['metric']} {value:.3f}")
+                  + f"  ({row['wall_s']:.0f} s)", flush=True)
+
+    print(f"{len(cells)} cells, {args.budget:.0f} s of training each, {args.workers} at a time", flush=True)
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(one, cells))
+    write_table(rows, args.episodes)
+
+
+def prepare_dataset(task: str) -> None:
+    """Create the task's oracle dataset (if missing) once, before parallel cells need it."""
+    from hydra import compose, initialize_config_dir
+
+    from rlmem.algos.offline import ensure_dataset
+    from rlmem.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*TASKS[task]["overrides"], "run_dir=unused"])
+    ensure_dataset(cfg, cfg.algo)
+
+
+def write_table(rows: list[dict], episodes: int) -> None:
+    """Mean and spread (sample std over seeds; min..max in the JSON) per task and model."""
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    models = [m for m in [*MODELS, "sat_fifo"] if any(r["model"] == m for r in rows)]
+    head = "| model | " + " | ".join(f"{t} ({TASKS[t]['metric']})" for t in tasks) + " |"
+    lines = [head, "|---" * (len(tasks) + 1) + "|"]
+    for m in models:
+        cells = []
+        for t in tasks:
+            vals = [r[TASKS[t]["metric"]] for r in rows if r["task"] == t and r["model"] == m and "error" not in r]
+            errs = sum(1 for r in rows if r["task"] == t and r["model"] == m and "error" in r)
+            if not vals:
+                cells.append("failed" if errs else "")
+                continue
+            if not all(math.isfinite(v) for v in vals):  # MMER of a run in which no episode ended
+                cells.append(f"no episode ended in {sum(not math.isfinite(v) for v in vals)}/{len(vals)}")
+                continue
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f} (n={len(vals)})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    budgets = sorted({r["budget_s"] for r in rows})
+    text = (f"Memory suite: mean ± std over seeds; each cell {', '.join(f'{b:.0f}' for b in budgets)} s of training "
+            f"on one CPU thread, then {episodes} greedy evaluation episodes (experiments/memory_suite.py).\n\n"
+            + "\n".join(lines) + "\n")
+    (RESULTS / "memory_suite.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
