@@ -81,9 +81,12 @@ def run_cell(task: str, model: str, seed: int, budget: float, episodes: int) -> 
         ev = json.loads((run_dir / "eval.json").read_text())
     except (OSError, ValueError, KeyError) as e:
         return row | {"error": f"no result in {run_dir}: {e}"}
-    row |= {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": trainer.get("mmer"),
+    mmer = trainer.get("mmer")
+    if mmer is not None and not math.isfinite(mmer):  # no episode ended during training (JSON has no -inf)
+        mmer = None
+    row |= {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": mmer,
             "global_step": trainer["global_step"]}
-    if row[spec["metric"]] is None:
+    if row[spec["metric"]] is None and spec["metric"] != "mmer":
         return row | {"error": f"{task} reports no {spec['metric']}"}
     return row
 
@@ -125,8 +128,9 @@ def main() -> None:
             rows[:] = [r for r in rows if key(r) != cell] + [row]
             result_file.write_text(json.dumps(rows, indent=2))
             value = row.get(TASKS[cell[0]]["metric"])
+            shown = "no episode ended" if value is None else f"{value:.3f}"
             print(f"{cell[0]:<15} {cell[1]:<8} seed {cell[2]}  "
-                  + (row["error"] if "error" in row else f"{TASKS[cell[0]]['metric']} {value:.3f}")
+                  + (row["error"] if "error" in row else f"{TASKS[cell[0]]['metric']} {shown}")
                   + f"  ({row['wall_s']:.0f} s)", flush=True)
 
     print(f"{len(cells)} cells, {args.budget:.0f} s of training each, {args.workers} at a time", flush=True)
@@ -162,8 +166,8 @@ def write_table(rows: list[dict], episodes: int) -> None:
             if not vals:
                 cells.append("failed" if errs else "")
                 continue
-            if not all(math.isfinite(v) for v in vals):  # MMER of a run in which no episode ended
-                cells.append(f"no episode ended in {sum(not math.isfinite(v) for v in vals)}/{len(vals)}")
+            if None in vals:  # MMER of a run in which no episode ended
+                cells.append(f"no episode ended in {vals.count(None)}/{len(vals)}")
                 continue
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f} (n={len(vals)})")
