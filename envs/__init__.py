@@ -19,7 +19,14 @@ from envs.popgym import make_popgym, register_popgym
 from envs.rooms import RoomsEnv, RoomsVec
 from envs.tmaze import TMazeEnv, TMazeVec
 from envs.vector import GymVecEnv, VecEnv
-from envs.wrappers import PlaceFromInfo, PrevActionReward, ReturnToGo, VecPrevActionReward, VecReturnToGo
+from envs.wrappers import (
+    PlaceFromInfo,
+    PrevActionReward,
+    ReturnToGo,
+    VecPrevActionReward,
+    VecReturnToGo,
+    add_observation_wrappers,
+)
 
 __all__ = [
     "TORCH_VEC_ENVS",
@@ -62,11 +69,7 @@ def make_tmaze(
     """Entry point of ``rlmem/TMaze-v0``: :class:`TMazeEnv`, optionally with previous action/reward and
     return-to-go conditioning (``rtg_target``, see :class:`envs.wrappers.ReturnToGo`)."""
     env: gym.Env = TMazeEnv(corridor_length=corridor_length, variant=variant)  # type: ignore[arg-type]
-    if prev_action or prev_reward:
-        env = PrevActionReward(env, prev_action=prev_action, prev_reward=prev_reward)
-    if rtg_target is not None:
-        env = ReturnToGo(env, rtg_target)
-    return env
+    return add_observation_wrappers(env, prev_action, prev_reward, rtg_target)
 
 
 def make_rooms(
@@ -81,11 +84,7 @@ def make_rooms(
 ) -> gym.Env:
     """Entry point of ``rlmem/Rooms-v0``: :class:`RoomsEnv`, with the same optional wrappers as T-Maze."""
     env: gym.Env = RoomsEnv(rows=rows, cols=cols, colours=colours, visits=visits, dwell=dwell)
-    if prev_action or prev_reward:
-        env = PrevActionReward(env, prev_action=prev_action, prev_reward=prev_reward)
-    if rtg_target is not None:
-        env = ReturnToGo(env, rtg_target)
-    return env
+    return add_observation_wrappers(env, prev_action, prev_reward, rtg_target)
 
 
 def _register() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import popgym.envs as popgym_envs
 
-from envs.wrappers import CopyInfo, PrevActionReward, ReturnToGo
+from envs.wrappers import CopyInfo, add_observation_wrappers
 
 #: families whose ``info`` objects are mutated after being returned
 COPY_INFO_FAMILIES: tuple[str, ...] = ("CountRecall", "MultiarmedBandit")
@@ -51,12 +51,7 @@ def make_popgym(
     env: gym.Env = POPGYM_CLASSES[name](**kwargs)
     if _in_family(name, COPY_INFO_FAMILIES):
         env = CopyInfo(env)
-    prev_action = prev_action or needs_prev_action(name)
-    if prev_action or prev_reward:
-        env = PrevActionReward(env, prev_action=prev_action, prev_reward=prev_reward)
-    if rtg_target is not None:
-        env = ReturnToGo(env, rtg_target)
-    return env
+    return add_observation_wrappers(env, prev_action or needs_prev_action(name), prev_reward, rtg_target)
 
 
 def register_popgym() -> list[str]:

@@ -104,6 +104,18 @@ class PrevActionReward(gym.Wrapper):
         return np.clip(np.asarray(action, dtype=np.float32).reshape(space.shape), box.low, box.high)
 
 
+def add_observation_wrappers(
+    env: gym.Env, prev_action: bool = False, prev_reward: bool = False, rtg_target: float | None = None
+) -> gym.Env:
+    """``env`` with the optional observation wrappers every rlmem entry point takes: previous action/reward
+    (:class:`PrevActionReward`), then return-to-go conditioning (:class:`ReturnToGo`)."""
+    if prev_action or prev_reward:
+        env = PrevActionReward(env, prev_action=prev_action, prev_reward=prev_reward)
+    if rtg_target is not None:
+        env = ReturnToGo(env, rtg_target)
+    return env
+
+
 class CopyInfo(gym.Wrapper):
     """Return a deep copy of every ``info`` dict.
 
