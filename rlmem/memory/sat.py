@@ -67,15 +67,16 @@ class SATLayer(nn.Module):
         """``h [B, T, D]``; ``hist [B, H, D]`` every entry a query may see; per query, its memory: ``idx``
         (into hist), ``valid``, ``place``, all ``[B, T, S]``."""
         B, T, D = h.shape
-        S = idx.shape[-1]
+        H, S = hist.shape[1], idx.shape[-1]
         nh, hs = self.nh, D // self.nh
         kvn = self.norm_kv(hist)
-        kv = self.kv(kvn)  # (B, H, 2D)
-        kv = kv.gather(1, idx.view(B, T * S, 1).expand(-1, -1, 2 * D)).view(B, T, S, 2, nh, hs)
-        k, v = kv.unbind(3)  # (B, T, S, nh, hs) each
+        k, v = self.kv(kvn).view(B, H, 2, nh, hs).unbind(2)  # (B, H, nh, hs) each
         qn = self.norm_q(h)
-        q = self.q(qn).view(B, T, 1, nh, hs)
-        a = (q * k).sum(-1) / math.sqrt(hs)  # (B, T, S, nh)
+        q = self.q(qn).view(B, T, nh, hs)
+        # scores against every entry of hist, then each query's S slots picked out (no [B, T, S, D] gather)
+        a_all = torch.einsum("btnd,bhnd->bthn", q, k) / math.sqrt(hs)  # (B, T, H, nh)
+        pick_h = idx[..., None].expand(-1, -1, -1, nh)  # (B, T, S, nh)
+        a = a_all.gather(2, pick_h)  # (B, T, S, nh)
         ok = valid[..., None]  # (B, T, S, 1)
         if self.read_mode == "full":
             a = a.masked_fill(~ok, torch.finfo(a.dtype).min)
@@ -83,8 +84,8 @@ class SATLayer(nn.Module):
         else:
             same = (place[..., :, None] == place[..., None, :]) & valid[..., None, :] & valid[..., :, None]  # (B,T,S,S)
             # relevance of each entry's place: the mean over the place's entries of (W_q q)·(W_s e_s)
-            ks = self.rel_k(kvn).gather(1, idx.view(B, T * S, 1).expand(-1, -1, D)).view(B, T, S, D)
-            r = (self.rel_q(qn)[:, :, None] * ks).sum(-1) / math.sqrt(D)  # (B, T, S)
+            r_all = self.rel_q(qn) @ self.rel_k(kvn).transpose(1, 2) / math.sqrt(D)  # (B, T, H)
+            r = r_all.gather(2, idx)  # (B, T, S)
             rho = (same.to(r.dtype) @ r[..., None])[..., 0] / same.sum(-1).clamp(min=1)  # (B, T, S)
             # one representative entry per place (its first slot); top-k over the representatives
             rep = valid & ~(same & torch.ones(S, S, dtype=torch.bool, device=h.device).tril(-1)).any(-1)
@@ -98,7 +99,9 @@ class SATLayer(nn.Module):
             e = torch.exp(am - gmax) * ok
             z = torch.einsum("btsu,btuh->btsh", same.to(e.dtype), e)  # (B, T, S, nh) the place's sum
             p = e / z.clamp(min=torch.finfo(e.dtype).tiny) * w[..., None]
-        o = (p[..., None] * v).sum(2).reshape(B, T, D)  # (B, T, D)
+        # the weights back onto hist's entries (a query's slots hold distinct entries), then one matmul with v
+        p_all = torch.zeros_like(a_all).scatter_add(2, pick_h, p)  # (B, T, H, nh)
+        o = torch.einsum("bthn,bhnd->btnd", p_all, v).reshape(B, T, D)  # (B, T, D)
         h = h + self.drop(self.o(o))  # (3)
         return h + self.drop(self.ffn(self.norm_ffn(h)))  # (4)
 
