@@ -27,18 +27,10 @@ the table goes to experiments/results/memory_suite.md.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import statistics
-import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from cells import ROOT, load_rows, pending, run_cells, train_cell
+
 RESULTS = ROOT / "experiments" / "results"
 MODELS = ["mlp", "lstm", "gru", "xlstm", "gtrxl", "hcam", "sat", "elmur"]
 TASKS: dict[str, dict] = {
@@ -63,30 +55,10 @@ def run_cell(task: str, model: str, seed: int, budget: float, episodes: int) -> 
     """Train and evaluate one cell in its own process; returns its result row."""
     spec = TASKS[task]
     run_dir = ROOT / "runs" / "memory_suite" / task / model / f"seed{seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     overrides = [*spec["overrides"], f"model={model_config(model, spec['offline'])}", f"seed={seed}",
-                 f"run_dir={run_dir}", f"time_budget_s={budget}", f"eval_episodes={episodes}", "torch_threads=1",
-                 "progress=false", "resume=false"]
-    t = time.perf_counter()
-    with open(run_dir / "train.log", "w") as logf:
-        proc = subprocess.run([sys.executable, "-m", "rlmem.train", *overrides], cwd=ROOT, stdout=logf,
-                              stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    row = {"task": task, "model": model, "seed": seed, "budget_s": budget, "wall_s": time.perf_counter() - t}
-    if proc.returncode != 0:
-        return row | {"error": f"exit {proc.returncode}, see {run_dir / 'train.log'}"}
-    from rlmem.checkpoint import load_checkpoint
-
-    try:
-        trainer = load_checkpoint(run_dir, map_location="cpu")["trainer"]
-        ev = json.loads((run_dir / "eval.json").read_text())
-    except (OSError, ValueError, KeyError) as e:
-        return row | {"error": f"no result in {run_dir}: {e}"}
-    mmer = trainer.get("mmer")
-    if mmer is not None and not math.isfinite(mmer):  # no episode ended during training (JSON has no -inf)
-        mmer = None
-    row |= {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": mmer,
-            "global_step": trainer["global_step"]}
-    if row[spec["metric"]] is None and spec["metric"] != "mmer":
+                 f"time_budget_s={budget}", f"eval_episodes={episodes}"]
+    row = {"budget_s": budget, **train_cell(overrides, run_dir)}
+    if "error" not in row and row[spec["metric"]] is None and spec["metric"] != "mmer":
         return row | {"error": f"{task} reports no {spec['metric']}"}
     return row
 
@@ -106,36 +78,20 @@ def main() -> None:
         ap.error("--episodes and --budget must be positive")
     result_file = RESULTS / "memory_suite.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = json.loads(result_file.read_text()) if result_file.is_file() else []
-    key = lambda r: (r["task"], r["model"], r["seed"])  # noqa: E731
-    done = {key(r) for r in rows if "error" not in r}
-    cells = [(t, m, s) for t in args.tasks for m in args.models for s in args.seeds
-             if args.rerun or (t, m, s) not in done]
+    rows = load_rows(result_file)
+    cells = pending(rows, [(t, m, s) for t in args.tasks for m in args.models for s in args.seeds], args.rerun)
     if args.table_only:
         cells = []
     # Datasets are created by the first run that needs them: make them before cells race for them.
     for task in {t for t, _, _ in cells if TASKS[t]["offline"]}:
         prepare_dataset(task)
-    lock = threading.Lock()
 
-    def one(cell: tuple[str, str, int]) -> None:
-        try:
-            row = run_cell(*cell, args.budget, args.episodes)
-        except Exception as e:  # one broken cell must not end the suite
-            row = {"task": cell[0], "model": cell[1], "seed": cell[2], "budget_s": args.budget, "wall_s": 0.0,
-                   "error": repr(e)}
-        with lock:
-            rows[:] = [r for r in rows if key(r) != cell] + [row]
-            result_file.write_text(json.dumps(rows, indent=2))
-            value = row.get(TASKS[cell[0]]["metric"])
-            shown = "no episode ended" if value is None else f"{value:.3f}"
-            print(f"{cell[0]:<15} {cell[1]:<8} seed {cell[2]}  "
-                  + (row["error"] if "error" in row else f"{TASKS[cell[0]]['metric']} {shown}")
-                  + f"  ({row['wall_s']:.0f} s)", flush=True)
+    def describe(row: dict) -> str:
+        metric = TASKS[row["task"]]["metric"]
+        return f"{metric} " + ("no episode ended" if row[metric] is None else f"{row[metric]:.3f}")
 
     print(f"{len(cells)} cells, {args.budget:.0f} s of training each, {args.workers} at a time", flush=True)
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(one, cells))
+    run_cells(cells, lambda c: run_cell(*c, args.budget, args.episodes), rows, result_file, args.workers, describe)
     write_table(rows, args.episodes)
 
 

@@ -1,0 +1,78 @@
+"""What the suite scripts share: a cell (task, model, seed) is one ``python -m rlmem.train`` subprocess on one
+thread; rows are kept in a JSON file, a finished cell is skipped when a suite runs again, and a failed cell
+becomes an error row instead of ending the suite."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+Cell = tuple[str, str, int]  # task, model, seed
+
+
+def train_cell(overrides: list[str], run_dir: Path) -> dict:
+    """Train and evaluate in a subprocess (one torch thread); returns wall time and, unless it failed
+    (``error``), the final evaluation's success and mean return, the MMER and the steps trained."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = [*overrides, f"run_dir={run_dir}", "torch_threads=1", "progress=false", "resume=false"]
+    t = time.perf_counter()
+    with open(run_dir / "train.log", "w") as logf:
+        proc = subprocess.run([sys.executable, "-m", "rlmem.train", *args], cwd=ROOT, stdout=logf,
+                              stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    row: dict = {"wall_s": time.perf_counter() - t}
+    if proc.returncode != 0:
+        return row | {"error": f"exit {proc.returncode}, see {run_dir / 'train.log'}"}
+    from rlmem.checkpoint import load_checkpoint
+
+    try:
+        trainer = load_checkpoint(run_dir, map_location="cpu")["trainer"]
+        ev = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError, KeyError) as e:
+        return row | {"error": f"no result in {run_dir}: {e}"}
+    mmer = trainer.get("mmer")
+    if mmer is not None and not math.isfinite(mmer):  # no episode ended during training (JSON has no -inf)
+        mmer = None
+    return row | {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": mmer,
+                  "global_step": trainer["global_step"]}
+
+
+def load_rows(result_file: Path) -> list[dict]:
+    return json.loads(result_file.read_text()) if result_file.is_file() else []
+
+
+def pending(rows: list[dict], cells: list[Cell], rerun: bool) -> list[Cell]:
+    done = {(r["task"], r["model"], r["seed"]) for r in rows if "error" not in r}
+    return [c for c in cells if rerun or c not in done]
+
+
+def run_cells(cells: list[Cell], run: Callable[[Cell], dict], rows: list[dict], result_file: Path, workers: int,
+              describe: Callable[[dict], str]) -> None:
+    """Run ``run(cell)`` for every cell, ``workers`` at a time; each row (``task``, ``model``, ``seed`` added)
+    replaces the cell's old one and the file is rewritten as rows arrive."""
+    lock = threading.Lock()
+
+    def one(cell: Cell) -> None:
+        task, model, seed = cell
+        try:
+            row = run(cell)
+        except Exception as e:  # one broken cell must not end the suite
+            row = {"wall_s": 0.0, "error": repr(e)}
+        row = {"task": task, "model": model, "seed": seed, **row}
+        with lock:
+            rows[:] = [r for r in rows if (r["task"], r["model"], r["seed"]) != cell] + [row]
+            result_file.parent.mkdir(parents=True, exist_ok=True)
+            result_file.write_text(json.dumps(rows, indent=2))
+            print(f"{task:<15} {model:<8} seed {seed}  " + (row["error"] if "error" in row else describe(row))
+                  + f"  ({row['wall_s']:.0f} s)", flush=True)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, cells))
