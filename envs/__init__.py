@@ -1,6 +1,8 @@
-"""rlmem environments: T-Maze and Rooms (gym + torch-batched), POPGym adapters, one vector-env entry point.
+"""rlmem environments: T-Maze and Rooms (gym + torch-batched), POPGym adapters, MuJoCo vision manipulation
+tasks (``envs.manipulation``), one vector-env entry point.
 
-Importing ``envs`` registers ``rlmem/TMaze-v0``, ``rlmem/Rooms-v0`` and ``rlmem/<PopgymClass>-v0`` with gymnasium.
+Importing ``envs`` registers ``rlmem/TMaze-v0``, ``rlmem/Rooms-v0``, ``rlmem/<PopgymClass>-v0`` and
+``rlmem/<ManipulationTask>-v0`` (``envs.manipulation.TASKS``) with gymnasium.
 :func:`make_vec` builds a :class:`envs.vector.VecEnv` from any registered id, on the torch-batched
 implementation when one exists (``TORCH_VEC_ENVS``) or on gymnasium's vector envs otherwise.
 """
@@ -15,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from envs.manipulation import make_manipulation, register_manipulation
 from envs.popgym import make_popgym, register_popgym
 from envs.rooms import RoomsEnv, RoomsVec
 from envs.tmaze import TMazeEnv, TMazeVec
@@ -42,6 +45,7 @@ __all__ = [
     "VecPrevActionReward",
     "VecReturnToGo",
     "make_env",
+    "make_manipulation",
     "make_popgym",
     "make_rooms",
     "make_tmaze",
@@ -93,6 +97,7 @@ def _register() -> None:
     if ROOMS_ID not in gym.registry:
         gym.register(ROOMS_ID, entry_point="envs:make_rooms")
     register_popgym()
+    register_manipulation()
 
 
 _register()

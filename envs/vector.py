@@ -150,8 +150,12 @@ class GymVecEnv(VecEnv):
         asynchronous: bool = False,
     ):
         mode = gym.vector.AutoresetMode.SAME_STEP
-        cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
-        self.env = cls(list(env_fns), autoreset_mode=mode)
+        if asynchronous:
+            # Workers start from a fresh server process, not a fork of this one: a forked child inherits this
+            # process's OpenMP pool and any EGL context (MuJoCo rendering) in a state it cannot use, and hangs.
+            self.env = gym.vector.AsyncVectorEnv(list(env_fns), autoreset_mode=mode, context="forkserver")
+        else:
+            self.env = gym.vector.SyncVectorEnv(list(env_fns), autoreset_mode=mode)
         self.num_envs = self.env.num_envs
         self.single_observation_space = self.env.single_observation_space
         self.single_action_space = self.env.single_action_space
@@ -205,6 +209,19 @@ class GymVecEnv(VecEnv):
             "success": success,
         }
         return obs_t, reward, terminated, truncated, out_info
+
+    def oracle_action(self) -> Tensor:
+        """Every row's privileged oracle action (the envs' ``oracle_action()``, through their wrappers and, when
+        asynchronous, in their workers), as an action batch on ``device``."""
+        try:
+            acts = self.env.call("oracle_action")
+        except AttributeError as e:
+            raise AttributeError(f"{self.env.spec.id if self.env.spec else 'this env'} has no oracle_action(): "
+                                 "collect with checkpoint=PATH instead") from e
+        arr = np.stack([np.asarray(a) for a in acts])
+        space = self.single_action_space
+        arr = arr.astype(space.dtype if isinstance(space, gym.spaces.Box) else np.int64, copy=False)
+        return torch.from_numpy(arr).to(self.device)
 
     def close(self) -> None:
         self.env.close()

@@ -119,7 +119,8 @@ def collect(cfg: Any) -> Path:
     for j, combo in enumerate(combos):
         kwargs = {**base, **combo}
         share = (cfg.episodes + j) // len(combos)
-        vec = make_vec(cfg.env.id, min(cfg.num_envs, share), kwargs, device=cfg.device, backend=cfg.env.backend)
+        vec = make_vec(cfg.env.id, min(cfg.num_envs, share), kwargs, device=cfg.device, backend=cfg.env.backend,
+                       asynchronous=cfg.env.asynchronous)
         if policy is not None:
             policy.check_spaces(vec.single_observation_space, vec.single_action_space)
         episodes += collect_episodes(vec, share, policy, seed=cfg.seed + 1000 * j, deterministic=cfg.deterministic)

@@ -24,6 +24,7 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make / the torch env
     backend: str = "auto"  # auto | torch (torch-batched env) | gym (gymnasium vector env)
     asynchronous: bool = False  # gym backend: one subprocess per env (AsyncVectorEnv)
+    eval_envs: int = 0  # parallel envs of the trainers' evaluations (0: min(episodes, 64); rendering envs: fewer)
     place_key: str | None = None  # Dict-observation key of the agent's place (Discrete), for place-aware memories
 
 

@@ -2,8 +2,10 @@
 
 Loads a checkpoint (file or run directory), rebuilds its env from the stored config with any ``env.*``
 overrides (e.g. a longer corridor than in training), runs ``episodes`` deterministic episodes, prints
-a table and writes JSON (``output=``, default ``<run dir>/eval_<env>.json``). Overrides are checked
-against the schema: a misspelt key fails with the list of valid ones.
+a table and writes JSON (``output=``, default ``<run dir>/eval_<env>.json``). ``record=episode.mp4`` (or
+``.gif``) also plays ``record_episodes`` episodes one after another and writes their rendered frames (envs
+with ``render_mode="rgb_array"``, e.g. the manipulation tasks). Overrides are checked against the schema: a
+misspelt key fails with the list of valid ones.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class EvalConfig:
     seed: int = 0  # env seed
     device: str = "cpu"
     output: str = ""  # JSON path ("" = next to the checkpoint)
+    record: str = ""  # also record episodes to this video file (.mp4 or .gif; "" = none); the env must render
+    record_episodes: int = 1  # episodes in the video (seeds seed, seed+1, ...)
+    record_fps: int = 20
     env: EnvConfig = field(default_factory=EnvConfig)  # defaults to the checkpoint's env
 
 
@@ -68,6 +73,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{succ:>8} {res.mean_length:>9.1f}")
     if kwargs:
         print("env kwargs:", json.dumps(kwargs))
+    if cfg.record:
+        from rlmem.video import record_episodes
+
+        out["recording"] = record_episodes(policy, cfg.env.id, kwargs, cfg.record, cfg.record_episodes,
+                                           cfg.record_fps, cfg.seed, cfg.deterministic)
+        print(f"recorded {cfg.record_episodes} episode(s) to {cfg.record}")
     path = Path(cfg.output) if cfg.output else _default_output(cfg.checkpoint, cfg.env.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))

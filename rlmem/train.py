@@ -41,7 +41,8 @@ def train(cfg: Any) -> dict[str, Any]:
         if cfg.eval_episodes > 0:
             # the policy's own env kwargs: a trainer may add some (e.g. offline rtg_target)
             res, _ = evaluate_env(policy, cfg.env.id, dict(policy.env_kwargs), cfg.eval_episodes,
-                                  backend=cfg.env.backend, seed=cfg.seed + 10_000)
+                                  backend=cfg.env.backend, asynchronous=cfg.env.asynchronous,
+                                  num_envs=cfg.env.eval_envs, seed=cfg.seed + 10_000)
             result = res.as_dict()
             run.write_json("eval.json", result)
             scal = {"eval/mean_return": res.mean_return}

@@ -197,6 +197,7 @@ def train_offline(cfg: Any, run: Run) -> Policy:
                 policy.memory.on_train_end()
             if algo.eval_every and (done % algo.eval_every == 0 or last):
                 res, _ = evaluate_env(policy, cfg.env.id, env_kwargs, algo.eval_episodes, backend=cfg.env.backend,
+                                      asynchronous=cfg.env.asynchronous, num_envs=cfg.env.eval_envs,
                                       seed=cfg.seed + done)
                 scalars["eval/mean_return"] = res.mean_return
                 postfix["eval_ret"] = res.mean_return
