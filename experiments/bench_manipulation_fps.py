@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's first import (it picks its GL backend then)
 
 
 def per_core(task: str, size: int, steps: int) -> dict[str, float]:

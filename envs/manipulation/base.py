@@ -236,7 +236,13 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
     def _frame(self, h: int, w: int) -> np.ndarray:
         r = self._renderers.get((h, w))
         if r is None:
-            r = self._renderers[(h, w)] = mujoco.Renderer(self.model, h, w)
+            try:
+                r = self._renderers[(h, w)] = mujoco.Renderer(self.model, h, w)
+            except mujoco.FatalError as e:  # MuJoCo picks its GL backend once, when it is first imported
+                raise RuntimeError(
+                    f"MuJoCo cannot render offscreen (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): it was imported "
+                    "before rlmem's envs set MUJOCO_GL=egl. Export MUJOCO_GL=egl, or import envs before mujoco."
+                ) from e
         r.update_scene(self.data, camera="cam", scene_option=self._vopt)
         return r.render()
 

@@ -108,7 +108,7 @@ def build_mjcf(spec: SceneSpec) -> str:
   <visual>
     <global offwidth="{spec.width}" offheight="{spec.height}"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0 0 0"/>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" numslices="16" numstacks="12" offsamples="0"/>
   </visual>
   <default>
     <geom solref="0.01 1" solimp="0.95 0.99 0.001" condim="3"/>
