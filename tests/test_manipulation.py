@@ -243,3 +243,26 @@ def test_free_props_are_pushed_kinematic_ones_are_not():
             env.step(goto(env, np.array([x, 0.1, 0.02])))
         moved = np.linalg.norm(env.pos(name)[:2] - start[:2])
         assert (moved > 0.05) if name == "free" else (moved < 1e-9), (name, moved)
+
+
+def test_take_it_back_needs_the_start():
+    """Pushing the cube back to the middle lane (not where it started) succeeds only when it started there."""
+    from envs.manipulation.take_it_back import LANES
+
+    env = gym.make("rlmem/TakeItBack-v0")
+    wins = []
+    for seed in range(30):
+        env.reset(seed=seed)
+        u = env.unwrapped
+        real = u.start.copy()
+
+        def guess(e, real=real):
+            e.start = np.array([-0.1, LANES[1], 0.0]) if e.reached else real
+            a = e.oracle_action()
+            e.start = real
+            return a
+
+        info, _, _ = run(env, guess, seed)
+        wins.append(info["success"])
+        assert u.reached  # the first half of the task does not need memory
+    assert 0.15 < np.mean(wins) < 0.6  # about the middle lane's share of starts (lanes are 8 cm apart, radius 4 cm)

@@ -15,6 +15,7 @@ ShellGameTouch-v0      90      spatial     touch the cup the ball went under
 BunchOfColors3-v0      120     capacity    touch the 3 cubes shown together
 SeqOfColors3-v0        120     sequential  touch the 3 cubes shown one by one, any order
 ChainOfColors3-v0      120     sequential  ... in the order shown
+TakeItBack-v0          180     spatial     push the cube onto the goal, then back to its unmarked start
 =====================  ======  ==========  =============================================
 
 Every task has a scripted privileged oracle (``env.unwrapped.oracle_action()``, 100% success).
@@ -36,6 +37,7 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "BunchOfColors3": ("envs.manipulation.colour_set:BunchOfColorsEnv", {}),
     "SeqOfColors3": ("envs.manipulation.colour_set:SeqOfColorsEnv", {}),
     "ChainOfColors3": ("envs.manipulation.colour_set:ChainOfColorsEnv", {}),
+    "TakeItBack": ("envs.manipulation.take_it_back:TakeItBackEnv", {}),
 }
 
 
