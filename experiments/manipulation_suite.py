@@ -10,7 +10,7 @@ A cell is one ``python -m rlmem.train`` on one thread (``--workers`` cells at on
 rendered by ``env.eval_envs`` subprocesses).
 
     python experiments/manipulation_suite.py [--tasks RememberColor3 ShellGameTouch] [--models elmur lstm mlp]
-        [--seeds 1 2 3] [--updates 1000] [--budget SECONDS] [--workers 2]
+        [--seeds 1 2 3] [--updates 2000] [--budget SECONDS] [--workers 2]
 
 Runs go to runs/manipulation_suite/<task>/<model>/seed<k>; rows to experiments/results/manipulation_suite.json
 (finished cells are skipped when run again; ``--rerun`` repeats them); the table to manipulation_suite.md.
@@ -47,9 +47,11 @@ def write_table(rows: list[dict]) -> str:
     for m in MODELS:
         cells = []
         for t in tasks:
-            vals = [r["success"] for r in rows if r["task"] == t and r["model"] == m and "error" not in r]
+            ok = [r for r in rows if r["task"] == t and r["model"] == m and "error" not in r]
+            vals = [r["success"] for r in ok]
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f} (n={len(vals)})" if vals else "")
+            upd = "/".join(str(u) for u in sorted({r.get("updates") for r in ok}))
+            cells.append(f"{statistics.mean(vals):.2f} ± {sd:.2f} (n={len(vals)}, {upd} updates)" if vals else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     updates = sorted({r.get("updates") for r in rows if r.get("updates")})
     text = ("Manipulation suite: success rate, mean ± std over seeds; behaviour cloning from 64x64 pixels on 1,000 "
@@ -64,7 +66,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--updates", type=int, default=1000)
+    ap.add_argument("--updates", type=int, default=2000)
     ap.add_argument("--budget", type=float, default=None, help="training seconds per cell (default: none)")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
