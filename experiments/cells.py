@@ -45,6 +45,20 @@ def train_cell(overrides: list[str], run_dir: Path) -> dict:
                   "global_step": trainer["global_step"]}
 
 
+def prepare_dataset(overrides: list[str]) -> None:
+    """Create the dataset of the offline run ``overrides`` describe (if missing) once, before parallel cells race
+    for it."""
+    from hydra import compose, initialize_config_dir
+
+    from rlmem.algos.offline import ensure_dataset
+    from rlmem.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "run_dir=unused"])
+    ensure_dataset(cfg, cfg.algo)
+
+
 def load_rows(result_file: Path) -> list[dict]:
     return json.loads(result_file.read_text()) if result_file.is_file() else []
 

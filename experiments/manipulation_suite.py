@@ -21,24 +21,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from cells import ROOT, load_rows, pending, run_cells, train_cell
+from cells import ROOT, load_rows, pending, prepare_dataset, run_cells, train_cell
 
 RESULTS = ROOT / "experiments" / "results"
 MODELS = {"elmur": "elmur_bc", "lstm": "lstm", "mlp": "mlp"}  # suite name -> model= config
 TASKS = ["RememberColor3", "ShellGameTouch"]
-
-
-def prepare_dataset(task: str) -> None:
-    """Collect the task's oracle dataset once, before parallel cells need it."""
-    from hydra import compose, initialize_config_dir
-
-    from rlmem.algos.offline import ensure_dataset
-    from rlmem.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=manipulation_bc", f"env.id=rlmem/{task}-v0", "run_dir=unused"])
-    ensure_dataset(cfg, cfg.algo)
 
 
 def write_table(rows: list[dict]) -> str:
@@ -78,7 +65,7 @@ def main() -> None:
     cells = [] if args.table_only else pending(
         rows, [(t, m, s) for t in args.tasks for m in args.models for s in args.seeds], args.rerun)
     for task in sorted({t for t, _, _ in cells}):
-        prepare_dataset(task)
+        prepare_dataset(["experiment=manipulation_bc", f"env.id=rlmem/{task}-v0"])
 
     def run(cell: tuple[str, str, int]) -> dict:
         task, model, seed = cell

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from cells import ROOT, load_rows, pending, run_cells, train_cell
+from cells import ROOT, load_rows, pending, prepare_dataset, run_cells, train_cell
 
 RESULTS = ROOT / "experiments" / "results"
 MODELS = ["mlp", "lstm", "gru", "xlstm", "gtrxl", "hcam", "sat", "elmur"]
@@ -84,7 +84,7 @@ def main() -> None:
         cells = []
     # Datasets are created by the first run that needs them: make them before cells race for them.
     for task in {t for t, _, _ in cells if TASKS[t]["offline"]}:
-        prepare_dataset(task)
+        prepare_dataset(TASKS[task]["overrides"])
 
     def describe(row: dict) -> str:
         metric = TASKS[row["task"]]["metric"]
@@ -93,19 +93,6 @@ def main() -> None:
     print(f"{len(cells)} cells, {args.budget:.0f} s of training each, {args.workers} at a time", flush=True)
     run_cells(cells, lambda c: run_cell(*c, args.budget, args.episodes), rows, result_file, args.workers, describe)
     write_table(rows, args.episodes)
-
-
-def prepare_dataset(task: str) -> None:
-    """Create the task's oracle dataset (if missing) once, before parallel cells need it."""
-    from hydra import compose, initialize_config_dir
-
-    from rlmem.algos.offline import ensure_dataset
-    from rlmem.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*TASKS[task]["overrides"], "run_dir=unused"])
-    ensure_dataset(cfg, cfg.algo)
 
 
 def write_table(rows: list[dict], episodes: int) -> None:

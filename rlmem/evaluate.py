@@ -26,7 +26,7 @@ from rlmem.config import EnvConfig
 class EvalConfig:
     checkpoint: str = MISSING  # checkpoint file or run directory
     episodes: int = 100  # episodes to run (spread evenly over the parallel envs)
-    num_envs: int = 0  # parallel envs (0 = min(episodes, 64); T-Maze balanced eval: one per episode)
+    num_envs: int = 0  # parallel envs (0: env.eval_envs, else min(episodes, 64); T-Maze balanced: one per episode)
     deterministic: bool = True  # greedy actions
     balanced: bool = True  # use the env's balanced reset options when it has them (T-Maze: half up)
     seed: int = 0  # env seed
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     policy = policy_from_checkpoint(ckpt, cfg.device)
     kwargs = dict(cfg.env.kwargs)
     res, balanced = evaluate_env(policy, cfg.env.id, kwargs, cfg.episodes, backend=cfg.env.backend,
-                                 asynchronous=cfg.env.asynchronous, num_envs=cfg.num_envs,
+                                 asynchronous=cfg.env.asynchronous, num_envs=cfg.num_envs or cfg.env.eval_envs,
                                  balanced=cfg.balanced, deterministic=cfg.deterministic, seed=cfg.seed)
     out = {"checkpoint": str(resolve_checkpoint(cfg.checkpoint)), "env_id": cfg.env.id, "env_kwargs": kwargs,
            "deterministic": cfg.deterministic, "balanced": balanced, **res.as_dict()}

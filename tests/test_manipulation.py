@@ -192,7 +192,7 @@ def test_offline_and_ppo_train_on_pixels_and_evaluation_records_video(cfg_factor
     assert cfg.algo.dataset_id == "rlmem/RememberColor3-v0-32x32-oracle-v0"
     assert train(cfg)["episodes"] == 2
     video = tmp_path / "ep.gif"
-    out = evaluate_cli([f"checkpoint={tmp_path / 'bc'}", "episodes=2", "num_envs=2", f"record={video}",
+    out = evaluate_cli([f"checkpoint={tmp_path / 'bc'}", "episodes=2", f"record={video}",
                         "record_episodes=2", "env.kwargs.render_size=48"])
     assert out["episodes"] == 2 and len(out["recording"]["returns"]) == 2
     import imageio.v2 as imageio
@@ -207,23 +207,22 @@ def test_offline_and_ppo_train_on_pixels_and_evaluation_records_video(cfg_factor
 
 
 def test_free_props_are_pushed_kinematic_ones_are_not():
-    """The base scene for pushing tasks: a free cube slides when the finger runs into it, a kinematic one
-    stays (a scene with a marker disc builds too)."""
+    """The base scene for pushing tasks: a free cube slides when the finger runs into it, a kinematic one stays
+    (the scene also holds a goal disc)."""
     from envs.manipulation.base import TableTopEnv
-    from envs.manipulation.scene import box
+    from envs.manipulation.scene import box, disc
 
     class Push(TableTopEnv):
         max_steps = 40
 
         def _props(self):
-            return [box("free", free=True, rgba=(1, 0, 0, 1)), box("fixed", rgba=(0, 0, 1, 1))]
-
-        def _markers(self):
-            return [("goal", (0.0, 0.12), 0.05, (1, 1, 1, 1))]
+            return [box("free", free=True, rgba=(1, 0, 0, 1)), box("fixed", rgba=(0, 0, 1, 1)),
+                    disc("mark", rgba=(1, 1, 1, 1))]
 
         def _reset_task(self):
             self.set_pose("free", (-0.08, 0.0, 0.0))
             self.set_pose("fixed", (0.08, 0.0, 0.0))
+            self.set_pose("mark", (-0.08, 0.06, 0.0))  # on the free cube's path
 
         def _status(self):
             return False, False, 0.0
@@ -246,7 +245,8 @@ def test_free_props_are_pushed_kinematic_ones_are_not():
 
 
 def test_take_it_back_needs_the_start():
-    """Pushing the cube back to the middle lane (not where it started) succeeds only when it started there."""
+    """Pushing the cube back to the middle lane instead of its start succeeds only about as often as the cube
+    started there (lanes are 8 cm apart, the success radius 4 cm)."""
     from envs.manipulation.take_it_back import LANES
 
     env = gym.make("rlmem/TakeItBack-v0")
@@ -265,4 +265,4 @@ def test_take_it_back_needs_the_start():
         info, _, _ = run(env, guess, seed)
         wins.append(info["success"])
         assert u.reached  # the first half of the task does not need memory
-    assert 0.15 < np.mean(wins) < 0.6  # about the middle lane's share of starts (lanes are 8 cm apart, radius 4 cm)
+    assert 0.15 < np.mean(wins) < 0.6

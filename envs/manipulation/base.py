@@ -28,7 +28,8 @@ Terminates on success and on a task-defined failure (touching a wrong object); t
 ``max_steps`` (the task's episode length). ``info["success"]`` is set on every step (True only on the step that
 succeeds), ``info["phase"]`` names the task phase, ``info["t"]`` is the step index.
 
-Rendering uses MuJoCo's offscreen renderer (``MUJOCO_GL=egl`` by default: the GPU's EGL where there is one,
+Rendering uses MuJoCo's offscreen renderer (``MUJOCO_GL=egl``, which importing ``envs`` sets unless it is set:
+the GPU's EGL where there is one,
 Mesa's software one otherwise); it is created lazily, so an env can be built in one process and stepped in
 another. ``render()`` (``render_mode="rgb_array"``) returns a ``render_size`` square frame from the same
 camera, for videos.
@@ -39,14 +40,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
 
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium import spaces  # noqa: E402
-
-from envs.manipulation.scene import (  # noqa: E402
+from envs.manipulation.scene import (
     EE_START,
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
@@ -91,8 +90,7 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
         self.reward_mode, self.render_mode, self.render_size = reward_mode, render_mode, render_size
         self.max_delta, self.frame_skip = max_delta, frame_skip
         props = self._props()
-        spec = SceneSpec(props=props, width=max(width, render_size), height=max(height, render_size),
-                         markers=self._markers())
+        spec = SceneSpec(props=props, width=max(width, render_size), height=max(height, render_size))
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(spec))
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -101,8 +99,8 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
         self._geoms = {p.name: [m.geom(f"{p.name}/{i}").id for i in range(len(p.geoms))] for p in props}
         for p in props:
             for g in self._geoms[p.name]:
-                m.geom_contype[g] = _TABLE_BITS if p.free else _KIN_BITS
-                m.geom_conaffinity[g] = _TABLE_BITS if p.free else 0
+                m.geom_contype[g] = 0 if not p.collide else _TABLE_BITS if p.free else _KIN_BITS
+                m.geom_conaffinity[g] = _TABLE_BITS if p.free and p.collide else 0
         self._finger = m.geom("finger").id
         m.geom_contype[self._finger], m.geom_conaffinity[self._finger] = _TABLE_BITS, _TABLE_BITS | _KIN_BITS
         self._bits = (m.geom_contype.copy(), m.geom_conaffinity.copy())
@@ -127,9 +125,6 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
     # ------------------------------------------------------------------ task hooks
     def _props(self) -> list[Prop]:
         raise NotImplementedError
-
-    def _markers(self) -> list[tuple[str, tuple[float, float], float, tuple[float, float, float, float]]]:
-        return []
 
     def _reset_task(self) -> None:
         """Draw the episode (from ``self.np_random``) and arrange the props for step 0."""

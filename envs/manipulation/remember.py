@@ -25,6 +25,8 @@ Waits at its start until step 10, then goes to the right object's touch point (p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from envs.manipulation.scene import COLOURS, Prop, box, cylinder, sphere
@@ -51,7 +53,7 @@ class _RememberObject(TouchTask):
     cue_steps, blank_steps = 5, 5
     n: int
 
-    def _kinds(self) -> list[tuple[str, dict]]:
+    def _kinds(self) -> list[tuple[Callable[..., Prop], dict]]:
         """(prop factory, kwargs) per candidate identity."""
         raise NotImplementedError
 
@@ -95,7 +97,7 @@ class RememberColorEnv(_RememberObject):
         self.n = n
         super().__init__(**kwargs)
 
-    def _kinds(self) -> list[tuple[str, dict]]:
+    def _kinds(self) -> list[tuple[Callable[..., Prop], dict]]:
         return [(box, {"rgba": (*rgb, 1.0)}) for rgb in list(COLOURS.values())[: self.n]]
 
 
@@ -106,6 +108,6 @@ class RememberShapeEnv(_RememberObject):
         self.n = 3
         super().__init__(**kwargs)
 
-    def _kinds(self) -> list[tuple[str, dict]]:
+    def _kinds(self) -> list[tuple[Callable[..., Prop], dict]]:
         blue = (*COLOURS["blue"], 1.0)
         return [(box, {"rgba": blue}), (sphere, {"rgba": blue}), (cylinder, {"rgba": blue, "lying": True})]

@@ -3,8 +3,9 @@
 control), a fixed camera, and the task's props.
 
 Props are either *kinematic* (MuJoCo mocap bodies: cues, cubes to touch, cups; placed and moved by the task,
-never pushed) or *free* (a free joint: cubes and balls the end-effector pushes). A prop can be hidden: its
-geoms turn transparent and stop colliding, so visibility changes without moving anything.
+never pushed) or *free* (a free joint: cubes the end-effector pushes); flat discs (goals) are kinematic props
+that collide with nothing. A prop can be hidden: its geoms are not drawn and stop colliding, so visibility
+changes without moving anything.
 
 Lights cast no shadows: in software (Mesa) rendering a shadow map costs about 10x the frame (DESIGN.md).
 """
@@ -49,6 +50,7 @@ class Prop:
     mass: float = 0.05
     friction: float = 0.8
     top: float = 0.0  # height of the prop's top above its base (set by the factories below)
+    collide: bool = True  # False: drawn only (discs marking goals)
 
 
 _UP = (0.0, 0.0, 0.0)  # no rotation
@@ -75,6 +77,11 @@ def cup(name: str, radius: float = 0.035, height: float = 0.06, **kw) -> Prop:
     return Prop(name, [("cylinder", (radius, height / 2), (0.0, 0.0, height / 2), _UP)], top=height, **kw)
 
 
+def disc(name: str, radius: float = 0.05, **kw) -> Prop:
+    """A flat disc lying on the table (a goal marker): kinematic, drawn, never in contact."""
+    return Prop(name, [("cylinder", (radius, 0.001), (0.0, 0.0, 0.001), _UP)], top=0.002, collide=False, **kw)
+
+
 def cross(name: str, half: float = 0.024, **kw) -> Prop:
     """Two flat bars crossing: a shape that reads differently from box, sphere and cylinder at 64x64."""
     t = half / 3
@@ -87,8 +94,6 @@ class SceneSpec:
     props: list[Prop] = field(default_factory=list)
     width: int = 64
     height: int = 64
-    markers: list[tuple[str, tuple[float, float], float, tuple[float, float, float, float]]] = field(
-        default_factory=list)  # flat discs on the table (name, xy, radius, rgba): goals, start pads; kinematic
     timestep: float = 0.005
 
 
@@ -126,10 +131,6 @@ def build_mjcf(spec: SceneSpec) -> str:
             rgba="0.3 0.3 0.32 1" contype="0" conaffinity="0"/>
     </body>
 """]
-    for name, (x, y), r, rgba in spec.markers:
-        parts.append(f'    <body name="{name}" mocap="true" pos="{x} {y} 0">'
-                     f'<geom name="{name}/0" type="cylinder" size="{r} 0.001" pos="0 0 0.001" rgba="{_fmt(rgba)}" '
-                     'contype="0" conaffinity="0"/></body>\n')
     for p in spec.props:
         head = f'    <body name="{p.name}" pos="{_fmt(p.pos)}"' + ('' if p.free else ' mocap="true"') + '>'
         if p.free:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.manipulation.base import TableTopEnv
-from envs.manipulation.scene import COLOURS, FINGER_RADIUS, Prop, box
+from envs.manipulation.scene import COLOURS, FINGER_RADIUS, Prop, box, disc
 
 HALF = 0.02  # cube half-size
 PUSH_Z = 0.018  # finger height while pushing (the finger's top is at the cube's mid-height)
@@ -45,11 +45,8 @@ class TakeItBackEnv(TableTopEnv):
     radius = 0.04
 
     def _props(self) -> list[Prop]:
-        return [box("cube", HALF, free=True, rgba=(*COLOURS["green"], 1.0), friction=0.6, mass=0.1)]
-
-    def _markers(self):
-        return [("goal", (0.0, 0.0), 0.05, (*COLOURS["red"], 1.0)),
-                ("goal_done", (0.0, 0.0), 0.05, (*COLOURS["magenta"], 1.0))]
+        return [box("cube", HALF, free=True, rgba=(*COLOURS["green"], 1.0), friction=0.6, mass=0.1),
+                disc("goal", rgba=(*COLOURS["red"], 1.0)), disc("goal_done", rgba=(*COLOURS["magenta"], 1.0))]
 
     def _reset_task(self) -> None:
         rng = self.np_random
@@ -58,8 +55,9 @@ class TakeItBackEnv(TableTopEnv):
         self.start = np.array([rng.uniform(-0.14, -0.06), lane + rng.uniform(-0.015, 0.015), 0.0])
         self.goal = np.array([rng.uniform(0.08, 0.12), rng.uniform(0.04, 0.08), 0.0])
         self.set_pose("cube", self.start)
-        self.data.mocap_pos[self.model.body("goal").mocapid[0]] = self.goal
-        self.data.mocap_pos[self.model.body("goal_done").mocapid[0]] = self.goal + np.array([0.0, 0.0, -1.0])
+        self.set_pose("goal", self.goal)
+        self.set_pose("goal_done", self.goal)
+        self.show("goal_done", False)
         self.reached = False
         self._mode = "rise"  # the oracle's phase
 
@@ -69,9 +67,9 @@ class TakeItBackEnv(TableTopEnv):
     def _status(self) -> tuple[bool, bool, float]:
         cube = self.pos("cube")
         if not self.reached and self._flat(cube, self.goal) <= self.radius:
-            self.reached = True  # the disc turns purple (below, when the next observation is drawn)
-            self.data.mocap_pos[self.model.body("goal").mocapid[0]] = self.goal + np.array([0.0, 0.0, -1.0])
-            self.data.mocap_pos[self.model.body("goal_done").mocapid[0]] = self.goal
+            self.reached = True  # the disc turns purple
+            self.show("goal", False)
+            self.show("goal_done", True)
         success = self.reached and self._flat(cube, self.start) <= self.radius
         if self.reached:
             shaping = 0.5 + 0.5 * (1.0 - np.tanh(5.0 * self._flat(cube, self.start)))
