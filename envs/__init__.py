@@ -9,15 +9,6 @@ implementation when one exists (``TORCH_VEC_ENVS``) or on gymnasium's vector env
 
 from __future__ import annotations
 
-import os
-
-# MuJoCo reads MUJOCO_GL once, at its first import: headless offscreen rendering (the manipulation tasks) needs
-# EGL (the GPU's, or Mesa's software one), so set it before anything imports mujoco.
-os.environ.setdefault("MUJOCO_GL", "egl")
-# Mesa's software rasterizer splits each frame over one thread per core; a 64x64 frame is too small for that to
-# pay, and vectorized envs render in parallel processes anyway (experiments/bench_manipulation_fps.py).
-os.environ.setdefault("LP_NUM_THREADS", "1")
-
 import difflib
 import functools
 import inspect

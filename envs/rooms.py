@@ -52,6 +52,7 @@ from torch import Tensor
 
 from envs.hashrng import P, draw, episode_base
 from envs.vector import EpisodeStats, VecEnv
+from rlmem.syncs import cpu_fast_path
 
 # counters of the per-episode hash (moves use 1..visits)
 _START, _QUERY, _COLOUR0 = P - 1, P - 2, P - 4096  # colour of room r: _COLOUR0 + r
@@ -150,7 +151,7 @@ class RoomsVec(VecEnv):
         ep_ret, ep_len = self.stats.update(reward, terminated)
         final_obs = self._obs()
         obs = final_obs
-        if bool(terminated.any()):
+        if not cpu_fast_path(self.device) or bool(terminated.any()):  # (a masked no-op on rows that go on)
             self._episode += terminated
             self._begin(terminated)
             obs = self._obs()

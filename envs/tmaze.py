@@ -60,6 +60,7 @@ from envs.hashrng import P as _P
 from envs.hashrng import draw as _draw
 from envs.hashrng import episode_base as _episode_base
 from envs.vector import EpisodeStats, VecEnv
+from rlmem.syncs import cpu_fast_path
 
 Variant = Literal["elmur", "passive", "active"]
 VARIANTS: tuple[str, ...] = ("elmur", "passive", "active")
@@ -285,7 +286,8 @@ class TMazeVec(VecEnv):
         self._no_clue = torch.zeros(n, dtype=torch.bool, device=dev)  # never modified in place
         # On CPU, checking ``done.any()`` is free and skips the autoreset ops on most steps; on an
         # accelerator it would synchronise every step, so there the masked autoreset always runs
-        # (a no-op on rows that did not end).
+        # (a no-op on rows that did not end). ``rlmem.syncs.cpu_fast_path`` also turns it off while syncs are
+        # counted.
         self.skip_idle_autoreset = self.device.type == "cpu"
 
     # -- VecEnv API -------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ class TMazeVec(VecEnv):
 
         final_obs = self._obs(at_junction)
         obs = final_obs
-        if not self.skip_idle_autoreset or bool(done.any()):
+        if not (self.skip_idle_autoreset and cpu_fast_path(self.device)) or bool(done.any()):
             self._episode += done
             self._begin_episodes(done)
             obs = self._obs()

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from envs.vector import obs_to_tensor
 from rlmem.encoders import EncoderConfig, build_encoder
 from rlmem.heads import Dist, _layer_init, build_head
 from rlmem.memory import MEMORIES, State, build
@@ -89,6 +88,23 @@ class Policy(nn.Module):
         if device is not None:
             self.to(device)
 
+    @classmethod
+    def from_config(
+        cls,
+        model: Any,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        place_key: str | None = None,
+        device: torch.device | str | None = None,
+    ) -> Policy:
+        """The policy a model config (``rlmem.config.ModelConfig``: ``memory``, ``memory_kwargs``, ``encoder``)
+        describes, for these spaces."""
+        return cls(observation_space, action_space, memory=model.memory, memory_kwargs=dict(model.memory_kwargs),
+                   encoder=dict(model.encoder), place_key=place_key, env_id=env_id, env_kwargs=env_kwargs,
+                   device=device)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -123,15 +139,21 @@ class Policy(nn.Module):
 
     @torch.inference_mode()
     def act(
-        self, obs: Nested, state: State, episode_start: Tensor | None = None, deterministic: bool = False
+        self, obs: Any, state: State, episode_start: Tensor | np.ndarray | None = None, deterministic: bool = False
     ) -> tuple[Tensor, State]:
-        """Env-ready actions for a batch of observations (tensors ``[B, ...]`` on the policy's device).
+        """Env-ready actions for a batch of observations ``[B, ...]``: tensors, or numpy arrays as gymnasium's
+        vector envs return them (moved to the policy's device).
 
         Runs in ``torch.inference_mode`` (deployment speed): the returned action and state are inference
         tensors; ``clone()`` them to use in autograd."""
+        if not isinstance(first_leaf(obs), Tensor):
+            from envs.vector import obs_to_tensor  # (here: `import rlmem` imports no env family)
+
+            obs = obs_to_tensor(obs, self.observation_space, self.device)
         if episode_start is None:
             episode_start = torch.zeros(first_leaf(obs).shape[0], dtype=torch.bool, device=self.device)
-        action, _, _, state = self.step(obs, state, episode_start.to(torch.bool), deterministic)
+        start = torch.as_tensor(episode_start, device=self.device).to(torch.bool)
+        action, _, _, state = self.step(obs, state, start, deterministic)
         return self.to_env_action(action), state
 
     @torch.no_grad()
@@ -152,6 +174,8 @@ class Policy(nn.Module):
         ``state=None`` starts new episodes; pass back the returned state with ``episode_start`` (the
         vector env's previous ``dones``) on later calls.
         """
+        from envs.vector import obs_to_tensor
+
         single = not _is_batched(observation, self.observation_space)
         if single:
             observation = _add_batch_dim(observation)

@@ -1,12 +1,19 @@
 """``python -m rlmem.train env=... model=... algo=ppo seed=S device=cpu run_dir=DIR [overrides]``.
 
-Hydra composes ``conf/config.yaml`` with the groups env/, model/, algo/ and experiment/ over the
-structured schemas of ``rlmem.config``; ``-m`` sweeps put every run in its own directory.
+Hydra composes ``conf/config.yaml`` with the groups env/, model/, algo/ and experiment/ over the structured schemas
+of ``rlmem.config``; ``-m`` sweeps put every run in its own directory (``hydra/launcher=submitit_local`` or
+``submitit_slurm`` runs them as separate jobs). Under ``torchrun --nproc_per_node=N -m rlmem.train ...`` the N
+processes train one policy together (``rlmem.distributed``).
+
+A user error (unknown env id, missing dataset, refused resume, bad value) ends with one line on stderr and exit
+status 2; ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from rlmem.config import register_configs
 
@@ -22,45 +30,80 @@ register_configs()
 
 
 def train(cfg: Any) -> dict[str, Any]:
-    """Train from a resolved config (``DictConfig`` or dataclass-like); returns the final evaluation."""
+    """Train from a resolved run config (``DictConfig`` or dataclass-like); returns the final evaluation (on the
+    main process; ``{}`` elsewhere)."""
     import envs  # noqa: F401  (registers rlmem env ids)
+    from rlmem import distributed
     from rlmem.algos import TRAINERS
-    from rlmem.evaluation import evaluate_env
+    from rlmem.loop import build_policy, train_loop
     from rlmem.run import Run, seed_everything
 
     if cfg.algo.name not in TRAINERS:
         raise KeyError(f"unknown trainer algo.name={cfg.algo.name!r}; available: {sorted(TRAINERS)}")
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
-    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    run = Run(cfg.run_dir, config, progress=cfg.progress)
+    world = distributed.init(cfg.device)
     try:
-        policy = TRAINERS[cfg.algo.name](cfg, run)
-        result: dict[str, Any] = {}
-        if cfg.eval_episodes > 0:
-            # the policy's own env kwargs: a trainer may add some (e.g. offline rtg_target)
-            res, _ = evaluate_env(policy, cfg.env.id, dict(policy.env_kwargs), cfg.eval_episodes,
-                                  backend=cfg.env.backend, asynchronous=cfg.env.asynchronous,
-                                  num_envs=cfg.env.eval_envs, seed=cfg.seed + 10_000)
-            result = res.as_dict()
-            run.write_json("eval.json", result)
-            scal = {"eval/mean_return": res.mean_return}
-            if res.success_rate is not None:
-                scal["eval/success_rate"] = res.success_rate
-            run.scalars(run.step, scal)
-            log.info("evaluation over %d episodes: return %.3f +- %.3f, success %s", res.episodes,
-                     res.mean_return, res.std_return, res.success_rate)
+        cfg.device = str(world.device(cfg.device))  # cuda -> cuda:LOCAL_RANK under torchrun
+        trainer_cls = TRAINERS[cfg.algo.name]
+        if world.is_main:
+            trainer_cls.prepare(cfg)  # e.g. collect a missing dataset, once
+        world.barrier()
+        seed_everything(cfg.seed + world.rank)  # rank 0 of any run draws as a single process would
+        config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        run = Run(cfg.run_dir, config, writes=world.is_main)
+        try:
+            trainer = trainer_cls(cfg, world)
+            policy = build_policy(cfg, trainer.observation_space, trainer.action_space, trainer.env_kwargs)
+            policy = train_loop(cfg, trainer, policy, run, world)
+            result: dict[str, Any] = {}
+            if cfg.eval_episodes > 0 and world.is_main:
+                # the policy's own env kwargs: a trainer may add some (e.g. offline rtg_target)
+                from rlmem.evaluation import evaluate_env
+
+                res, _ = evaluate_env(policy, cfg.env.id, dict(policy.env_kwargs), cfg.eval_episodes,
+                                      backend=cfg.env.backend, asynchronous=cfg.env.asynchronous,
+                                      num_envs=cfg.env.eval_envs, seed=cfg.seed + 10_000)
+                result = res.as_dict()
+                run.write_json("eval.json", result)
+                scal = {"eval/mean_return": res.mean_return}
+                if res.success_rate is not None:
+                    scal["eval/success_rate"] = res.success_rate
+                run.scalars(run.step, scal)
+                log.info("evaluation over %d episodes: return %.3f +- %.3f, success %s", res.episodes,
+                         res.mean_return, res.std_return, res.success_rate)
+        finally:
+            run.close()
+        world.barrier()  # ranks leave together: none tears the group down while another evaluates
     finally:
-        run.close()
+        distributed.shutdown()
     return result
+
+
+#: errors a user causes with a command line; reported in one line (the traceback with HYDRA_FULL_ERROR=1)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError,
+                                                OmegaConfBaseException)
+
+
+def report_user_errors(fn: Any, *args: Any) -> Any:
+    """Call ``fn``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
+    import gymnasium as gym
+
+    try:
+        return fn(*args)
+    except (*USER_ERRORS, gym.error.Error) as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {msg} ({type(e).__name__}; HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"),
             config_name="config")
 def main(cfg: DictConfig) -> float:
     cfg.run_dir = HydraConfig.get().runtime.output_dir  # per-job dir, also under -m sweeps
-    result = train(cfg)
+    result = report_user_errors(train, cfg)
     return float(result.get("mean_return", float("nan")))
 
 

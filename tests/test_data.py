@@ -9,7 +9,8 @@ import torch
 from omegaconf import OmegaConf
 
 from envs import make_vec
-from rlmem.collect import collect, collect_episodes
+from rlmem.collect import collect
+from rlmem.collection import collect_episodes
 from rlmem.data import load_trajectories
 
 

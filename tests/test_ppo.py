@@ -84,10 +84,10 @@ def test_resume_continues_from_checkpoint(cfg_factory, tmp_path):
             "algo.checkpoint_every=1", "eval_episodes=0", f"run_dir={tmp_path}"]
     train(cfg_factory(*base, "algo.total_steps=256"))
     first = load_checkpoint(tmp_path)
-    assert first["trainer"]["update"] == 4
+    assert first["trainer"]["iteration"] == 4
     train(cfg_factory(*base, "algo.total_steps=512", "resume=true"))
     second = load_checkpoint(tmp_path)
-    assert second["trainer"]["update"] == 8 and second["trainer"]["global_step"] == 512
+    assert second["trainer"]["iteration"] == 8 and second["trainer"]["global_step"] == 512
     # Weights moved on from the first run's (training continued rather than restarted).
     changed = any(not torch.equal(first["policy"][k], second["policy"][k]) for k in first["policy"])
     assert changed
@@ -114,7 +114,7 @@ def test_interrupted_run_saves_and_resumes(cfg_factory, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(cfg_factory(*base))
     saved = load_checkpoint(tmp_path)["trainer"]
-    assert saved["update"] == 2 and saved["global_step"] == 128  # the two finished updates are kept
+    assert saved["iteration"] == 2 and saved["global_step"] == 128  # the two finished updates are kept
     monkeypatch.setattr(ppo, "gae", real_gae)
     train(cfg_factory(*base, "resume=true"))
     assert load_checkpoint(tmp_path)["trainer"]["global_step"] == 384

@@ -28,7 +28,7 @@ Terminates on success and on a task-defined failure (touching a wrong object); t
 ``max_steps`` (the task's episode length). ``info["success"]`` is set on every step (True only on the step that
 succeeds), ``info["phase"]`` names the task phase, ``info["t"]`` is the step index.
 
-Rendering uses MuJoCo's offscreen renderer (``MUJOCO_GL=egl``, which importing ``envs`` sets unless it is set:
+Rendering uses MuJoCo's offscreen renderer (``MUJOCO_GL=egl``, which this module sets before importing mujoco:
 the GPU's EGL where there is one,
 Mesa's software one otherwise); it is created lazily, so an env can be built in one process and stepped in
 another. ``render()`` (``render_mode="rgb_array"``) returns a ``render_size`` square frame from the same
@@ -41,7 +41,16 @@ import os
 from typing import Any
 
 import gymnasium as gym
-import mujoco
+
+# MuJoCo reads MUJOCO_GL once, at its first import: headless offscreen rendering needs EGL (the GPU's, or Mesa's
+# software one). Set here, where mujoco is first imported, not on `import envs`: a process that never builds a
+# manipulation env keeps its environment as it was.
+os.environ.setdefault("MUJOCO_GL", "egl")
+# Mesa's software rasterizer splits each frame over one thread per core; a 64x64 frame is too small for that to
+# pay, and vectorized envs render in parallel processes anyway (experiments/bench_manipulation_fps.py).
+os.environ.setdefault("LP_NUM_THREADS", "1")
+
+import mujoco  # noqa: E402  (after MUJOCO_GL)
 import numpy as np
 from gymnasium import spaces
 
@@ -236,7 +245,8 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
             except mujoco.FatalError as e:  # MuJoCo picks its GL backend once, when it is first imported
                 raise RuntimeError(
                     f"MuJoCo cannot render offscreen (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): it was imported "
-                    "before rlmem's envs set MUJOCO_GL=egl. Export MUJOCO_GL=egl, or import envs before mujoco."
+                    "before rlmem's manipulation envs set MUJOCO_GL=egl. Export MUJOCO_GL=egl, or build the env before "
+                    "importing mujoco."
                 ) from e
         r.update_scene(self.data, camera="cam", scene_option=self._vopt)
         return r.render()

@@ -1,11 +1,10 @@
-"""Trainers, selected by ``algo.name``. A trainer is ``fn(cfg, run) -> Policy``."""
+"""Trainers, selected by ``algo.name``: each is a ``rlmem.loop.Trainer`` (a data source and an update) that the
+shared loop runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from rlmem.algos.offline import OfflineTrainer
+from rlmem.algos.ppo import PPOTrainer
+from rlmem.loop import Trainer
 
-from rlmem.algos.offline import train_offline
-from rlmem.algos.ppo import train_ppo
-
-TRAINERS: dict[str, Callable[..., Any]] = {"ppo": train_ppo, "offline": train_offline}
+TRAINERS: dict[str, type[Trainer]] = {"ppo": PPOTrainer, "offline": OfflineTrainer}

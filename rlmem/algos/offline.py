@@ -1,9 +1,11 @@
-"""Offline sequence behaviour cloning, segment-recurrent (the ELMUR / RATE training regime).
+"""Offline sequence behaviour cloning, segment-recurrent (the ELMUR / RATE training regime): a batch sampler and an
+update, plugged into the shared loop (``rlmem.loop``).
 
-Reads top to bottom: dataset (collected first if missing) -> policy -> per batch: sample trajectories,
-cut them into ``segments`` consecutive segments of ``context`` steps, run them in order with the memory
-state carried (and detached) between segments, a masked behaviour-cloning loss and an optimizer step
-per segment -> periodic evaluation in the real env -> checkpoints.
+Reads top to bottom: loss -> schedule -> trainer: dataset (collected before training if missing, by
+``rlmem.collection.ensure_dataset``) -> per batch: sample trajectories, cut them into ``segments`` consecutive
+segments of ``context`` steps, run them in order with the memory state carried (and detached) between segments, a
+masked behaviour-cloning loss and an optimizer step per segment. The loop evaluates in the real env every
+``eval_every`` batches and checkpoints.
 
 * Memory is re-initialised per trajectory (``episode_start`` at its first step) and detached between
   segments, as ELMUR and RATE train; ``step_per_segment=false`` accumulates the segment losses into
@@ -15,13 +17,18 @@ per segment -> periodic evaluation in the real env -> checkpoints.
 * Losses: cross-entropy for discrete actions (``-log pi(a|h)``), MSE of the mean action or Gaussian
   negative log-likelihood for Box actions.
 * AdamW, linear warm-up then cosine decay to ``lr * min_lr_ratio``, scheduled per batch.
+* Distributed: every rank draws the same global batch of ``world_size x batch_size`` trajectories and trains on its
+  own slice (as ``torch.utils.data.DistributedSampler`` shards), and a segment's loss is normalised by the valid
+  steps of the global batch, so N ranks of ``batch_size`` B train exactly as one rank of N x B (up to float
+  summation order). The number of segments a batch needs is known to every rank from the global draw: all ranks
+  make the same number of optimizer steps, hence of gradient all-reduces.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,20 +36,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from envs import make_vec
-from rlmem.config import OfflineConfig
-from rlmem.data import Trajectories, dataset_exists, load_trajectories
-from rlmem.evaluation import evaluate_env
+from rlmem.collection import ensure_dataset
+from rlmem.data import Trajectories, load_trajectories
+from rlmem.distributed import World
 from rlmem.heads import Dist
+from rlmem.loop import Metrics, Summary, Trainer, optimize
 from rlmem.policy import Policy
-from rlmem.run import Run
-from rlmem.tree import tree_map
+from rlmem.tree import Nested, tree_map
 
 log = logging.getLogger("rlmem")
 
 
-def bc_loss(dist: Dist, actions: Tensor, mask: Tensor, kind: str, discrete: bool) -> dict[str, Tensor]:
-    """Masked behaviour-cloning loss over ``[B, K]`` steps; ``loss_*`` terms are summed by the trainer."""
-    n = mask.sum().clamp(min=1)
+def bc_loss(dist: Dist, actions: Tensor, mask: Tensor, kind: str, discrete: bool,
+            count: Tensor | float | None = None) -> dict[str, Tensor]:
+    """Masked behaviour-cloning loss over ``[B, K]`` steps; ``loss_*`` terms are summed by the trainer.
+
+    ``count``: the normaliser (default: this batch's valid steps, ``mask.sum()``)."""
+    n = (mask.sum() if count is None else torch.as_tensor(count, dtype=mask.dtype, device=mask.device)).clamp(min=1)
     if kind == "mse":
         err = (dist.mode() - actions).square()
         per_step = err.flatten(2).sum(-1) if err.dim() > 2 else err
@@ -71,151 +81,138 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
     return f
 
 
-def ensure_dataset(cfg: Any, algo: OfflineConfig) -> None:
-    """Collect the dataset first when it is missing and ``algo.collect`` says how."""
-    if dataset_exists(algo.dataset_id, algo.data_dir) or algo.collect is None:
-        return
-    from rlmem.collect import collect
+@dataclass
+class Batch:
+    """A rank's slice of one global batch of trajectories, padded to ``segments x context`` steps."""
 
-    c = algo.collect
-    log.info("dataset %s is missing: collecting %d episodes with %s", algo.dataset_id, c.episodes, c.policy)
-    collect(OmegaConf.create({
-        "env": OmegaConf.to_container(cfg.env) if isinstance(cfg.env, DictConfig) else cfg.env,
-        "policy": c.policy, "checkpoint": c.checkpoint, "episodes": c.episodes, "dataset_id": algo.dataset_id,
-        "data_dir": algo.data_dir, "grid": dict(c.grid), "num_envs": c.num_envs, "seed": c.seed,
-        "device": cfg.device}))  # the other CollectConfig fields take their defaults
+    obs: Nested  # (B, S*K, ...)
+    actions: Tensor  # (B, S*K, ...)
+    lengths: Tensor  # (B,) valid steps per trajectory
+    segments: int  # segments the longest trajectory of the *global* batch needs (the same on every rank)
+    counts: list[float]  # valid steps of the global batch in each segment, divided by world size
 
 
-def train_offline(cfg: Any, run: Run) -> Policy:
-    """Train with the resolved run config ``cfg`` (env/model/algo/seed/device); returns the policy."""
-    algo: OfflineConfig = OmegaConf.to_object(cfg.algo) if isinstance(cfg.algo, DictConfig) else cfg.algo
-    if not algo.detach and algo.step_per_segment:
-        raise ValueError("algo.detach=false backpropagates through the whole trajectory: it needs "
-                         "algo.step_per_segment=false (one optimizer step per batch)")
-    device = torch.device(cfg.device)
-    env_kwargs = dict(cfg.env.kwargs)
-    if algo.rtg_target is not None:  # the env adds obs["rtg"] (envs.wrappers.ReturnToGo) at evaluation
-        env_kwargs["rtg_target"] = algo.rtg_target
+class OfflineTrainer(Trainer):
+    """Segment-recurrent behaviour cloning in the shared loop: ``collect`` samples a batch, ``update`` trains on it."""
 
-    # -- data, checked against the env it is meant for --------------------------------------------
-    ensure_dataset(cfg, algo)
-    probe = make_vec(cfg.env.id, 1, env_kwargs, device="cpu", backend=cfg.env.backend)
-    obs_space, act_space = probe.single_observation_space, probe.single_action_space
-    probe.close()
-    raw_space = obs_space["obs"] if algo.rtg_target is not None else obs_space
-    data: Trajectories = load_trajectories(algo.dataset_id, algo.data_dir, raw_space, act_space)
-    if algo.rtg_target is not None:
-        # returns-to-go of the recorded episodes: g_t = sum_{t' >= t} r_t' (zero on padding)
-        rtg = data.rewards.flip(1).cumsum(1).flip(1)
-        data.obs = {"obs": data.obs, "rtg": rtg.unsqueeze(-1)}
-    K = algo.context
-    S = algo.segments or math.ceil(data.max_len / K)
-    if data.max_len > S * K:
-        log.warning("trajectories up to %d steps are cut to segments x context = %d", data.max_len, S * K)
-    data_obs = tree_map(lambda o: _fit_time(o, S * K).to(device), data.obs)
-    data_act = _fit_time(data.actions, S * K).to(device)
-    lengths = data.lengths.clamp(max=S * K).to(device)
-    discrete = data_act.dtype == torch.int64
-    kind = ("ce" if discrete else "mse") if algo.loss == "auto" else algo.loss
-    if kind == "ce" and not discrete:
-        raise ValueError("algo.loss=ce needs discrete actions; use mse or nll for Box actions")
+    unit = "batch"
 
-    # -- policy and optimiser ---------------------------------------------------------------------
-    policy = Policy(obs_space, act_space, memory=cfg.model.memory, memory_kwargs=dict(cfg.model.memory_kwargs),
-                    encoder=dict(cfg.model.encoder), place_key=cfg.env.place_key, env_id=cfg.env.id,
-                    env_kwargs=env_kwargs, device=device)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, betas=tuple(algo.betas),
-                                  weight_decay=algo.weight_decay)
-    # Scheduled per update (batch), not per optimizer step: batches of short trajectories fill fewer
-    # segments, so steps per batch vary while the schedule must not.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(algo.warmup, algo.updates, algo.min_lr_ratio))
-    run.set_total(algo.updates, "batch")
-    trainer = run.resume(policy, optimizer) if cfg.resume else None
-    if trainer:
-        scheduler.load_state_dict(trainer["scheduler"])
-    start = trainer["global_step"] if trainer else 0
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    if trainer and "sampler" in trainer:
-        gen.set_state(trainer["sampler"])
-    log.info("offline BC: %s, %d trajectories (<= %d steps), %d segments of %d, %s with %d parameters",
-             algo.dataset_id, data.num_episodes, data.max_len, S, K, cfg.model.memory,
-             sum(p.numel() for p in policy.parameters()))
+    @classmethod
+    def prepare(cls, cfg: Any) -> None:
+        algo = _as_object(cfg.algo)
+        ensure_dataset(cfg.env, algo.dataset_id, algo.data_dir, algo.collect, cfg.device)
 
-    def save(done: int) -> None:
-        run.save(policy, {"global_step": done, "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "sampler": gen.get_state()})
+    def __init__(self, cfg: Any, world: World):
+        self.cfg, self.world = cfg, world
+        self.algo = algo = _as_object(cfg.algo)
+        if not algo.detach and algo.step_per_segment:
+            raise ValueError("algo.detach=false backpropagates through the whole trajectory: it needs "
+                             "algo.step_per_segment=false (one optimizer step per batch)")
+        self.device = device = torch.device(cfg.device)
+        self.env_kwargs = dict(cfg.env.kwargs)
+        if algo.rtg_target is not None:  # the env adds obs["rtg"] (envs.wrappers.ReturnToGo) at evaluation
+            self.env_kwargs["rtg_target"] = algo.rtg_target
 
-    update = start
-    t0 = time.perf_counter()
-    deadline = t0 + budget if (budget := getattr(cfg, "time_budget_s", None)) is not None else math.inf
-    try:
-        for update in range(start, algo.updates):
-            policy.train()
-            idx = torch.randint(data.num_episodes, (algo.batch_size,), generator=gen).to(device)
-            obs_b = tree_map(lambda o, idx=idx: o[idx], data_obs)  # (B, S*K, ...)
-            act_b, len_b = data_act[idx], lengths[idx]
-            state = policy.initial_state(algo.batch_size)
-            stats: dict[str, float] = {}
-            total: Tensor | float = 0.0
-            for s in range(S):
-                t = torch.arange(s * K, (s + 1) * K, device=device)
-                mask = (t[None, :] < len_b[:, None]).float()  # (B, K) valid steps
-                if not bool(mask.any()):
-                    break
-                episode_start = torch.zeros(algo.batch_size, K, dtype=torch.bool, device=device)
-                episode_start[:, 0] = s == 0  # memory re-initialised per trajectory
-                seg_obs = tree_map(lambda o, s=s: o[:, s * K:(s + 1) * K], obs_b)
-                dist, _, state = policy(seg_obs, state, episode_start)
-                terms = bc_loss(dist, act_b[:, s * K:(s + 1) * K], mask, kind, discrete)
-                loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
-                if algo.detach:  # truncated BPTT between segments
-                    state = {k: v.detach() for k, v in state.items()}
-                if algo.step_per_segment:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[union-attr]
-                    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
-                    optimizer.step()
-                else:
-                    total = total + loss
-                for k, v in terms.items():
-                    stats[k] = stats.get(k, 0.0) + float(v.detach()) / S
-            if not algo.step_per_segment:
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()  # type: ignore[union-attr]
-                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
-                optimizer.step()
-            scheduler.step()
-            done = update + 1
-            scalars = {f"losses/{k}": v for k, v in stats.items()}
-            scalars |= {"losses/grad_norm": float(grad_norm), "charts/learning_rate": scheduler.get_last_lr()[0],
-                        "perf/updates_per_s": (done - start) / (time.perf_counter() - t0)}
-            postfix = {"loss": stats.get("loss_bc", float("nan"))}
-            score = -sum(v for name, v in stats.items() if name.startswith("loss_"))  # the paper's AMA reward
-            scalars |= {f"memory/{k}": v for k, v in policy.memory.feedback(score).items()}
-            last = done == algo.updates or time.perf_counter() >= deadline
-            if last:
-                policy.memory.on_train_end()
-            if algo.eval_every and (done % algo.eval_every == 0 or last):
-                res, _ = evaluate_env(policy, cfg.env.id, env_kwargs, algo.eval_episodes, backend=cfg.env.backend,
-                                      asynchronous=cfg.env.asynchronous, num_envs=cfg.env.eval_envs,
-                                      seed=cfg.seed + done)
-                scalars["eval/mean_return"] = res.mean_return
-                postfix["eval_ret"] = res.mean_return
-                if res.success_rate is not None:
-                    scalars["eval/success_rate"] = postfix["eval_succ"] = res.success_rate
-            run.progress(done, postfix)
-            run.scalars(done, scalars)
-            if done % max(algo.checkpoint_every, 1) == 0 or last:
-                save(done)
-            if last and done < algo.updates:
-                log.info("time budget of %.0f s spent after %d of %d updates", budget, done, algo.updates)
-                break
-    except BaseException:
-        log.warning("interrupted at update %d: saving %s", update, run.checkpoint_path)
-        save(update)
-        raise
-    policy.eval()
-    return policy
+        # -- data, checked against the env it is meant for ----------------------------------------------
+        probe = make_vec(cfg.env.id, 1, self.env_kwargs, device="cpu", backend=cfg.env.backend)
+        self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
+        probe.close()
+        raw_space = self.observation_space["obs"] if algo.rtg_target is not None else self.observation_space
+        data: Trajectories = load_trajectories(algo.dataset_id, algo.data_dir, raw_space, self.action_space)
+        if algo.rtg_target is not None:
+            # returns-to-go of the recorded episodes: g_t = sum_{t' >= t} r_t' (zero on padding)
+            rtg = data.rewards.flip(1).cumsum(1).flip(1)
+            data.obs = {"obs": data.obs, "rtg": rtg.unsqueeze(-1)}
+        self.K = K = algo.context
+        self.S = S = algo.segments or math.ceil(data.max_len / K)
+        if data.max_len > S * K:
+            log.warning("trajectories up to %d steps are cut to segments x context = %d", data.max_len, S * K)
+        self.data_obs = tree_map(lambda o: _fit_time(o, S * K).to(device), data.obs)
+        self.data_act = _fit_time(data.actions, S * K).to(device)
+        self.lengths_cpu = data.lengths.clamp(max=S * K)  # the sampler's arithmetic stays on the host
+        self.lengths = self.lengths_cpu.to(device)
+        self.num_episodes = data.num_episodes
+        self.discrete = self.data_act.dtype == torch.int64
+        self.kind = ("ce" if self.discrete else "mse") if algo.loss == "auto" else algo.loss
+        if self.kind == "ce" and not self.discrete:
+            raise ValueError("algo.loss=ce needs discrete actions; use mse or nll for Box actions")
+        self.num_iterations = algo.updates
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # the same draws on every rank
+        log.info("offline BC: %s, %d trajectories (<= %d steps), %d segments of %d", algo.dataset_id,
+                 data.num_episodes, data.max_len, S, K)
+
+    def setup(self, policy: Policy) -> None:
+        algo = self.algo
+        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, betas=tuple(algo.betas),
+                                           weight_decay=algo.weight_decay)
+        # Scheduled per update (batch), not per optimizer step: batches of short trajectories fill fewer
+        # segments, so steps per batch vary while the schedule must not.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(algo.warmup, algo.updates, algo.min_lr_ratio))
+
+    def progress_at(self, iterations_done: int) -> int:
+        return iterations_done
+
+    def collect(self, policy: Policy, iteration: int) -> Batch:
+        B, W, K = self.algo.batch_size, self.world.size, self.K
+        idx_all = torch.randint(self.num_episodes, (W * B,), generator=self.gen)  # the global batch (host)
+        idx = idx_all[self.world.rank * B:(self.world.rank + 1) * B]
+        len_all = self.lengths_cpu[idx_all]
+        segments = min(self.S, math.ceil(int(len_all.max()) / K))
+        counts = [float((len_all - s * K).clamp(0, K).sum()) / W for s in range(segments)]
+        idx = idx.to(self.device)
+        return Batch(tree_map(lambda o: o[idx], self.data_obs), self.data_act[idx], self.lengths[idx], segments,
+                     counts)
+
+    def update(self, policy: Policy, batch: Batch, iteration: int) -> Metrics:
+        algo, K, B = self.algo, self.K, self.algo.batch_size
+        policy.train()
+        state = policy.initial_state(B)
+        sums: dict[str, Tensor] = {}
+        total: Tensor | float = 0.0
+        grad_norm = torch.zeros(())
+        for s in range(batch.segments):
+            t = torch.arange(s * K, (s + 1) * K, device=self.device)
+            mask = (t[None, :] < batch.lengths[:, None]).float()  # (B, K) valid steps
+            episode_start = torch.zeros(B, K, dtype=torch.bool, device=self.device)
+            episode_start[:, 0] = s == 0  # memory re-initialised per trajectory
+            seg_obs = tree_map(lambda o, s=s: o[:, s * K:(s + 1) * K], batch.obs)
+            dist, _, state = policy(seg_obs, state, episode_start)
+            terms = bc_loss(dist, batch.actions[:, s * K:(s + 1) * K], mask, self.kind, self.discrete,
+                            batch.counts[s])
+            loss = sum(v for k, v in terms.items() if k.startswith("loss_"))
+            if algo.detach:  # truncated BPTT between segments
+                state = {k: v.detach() for k, v in state.items()}
+            if algo.step_per_segment:
+                grad_norm = optimize(self.world, policy, self.optimizer, loss, algo.max_grad_norm)  # type: ignore[arg-type]
+            else:
+                total = total + loss
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach() / self.S
+        if not algo.step_per_segment:
+            grad_norm = optimize(self.world, policy, self.optimizer, total, algo.max_grad_norm)  # type: ignore[arg-type]
+        self.scheduler.step()
+        return Metrics(means={**sums, "grad_norm": grad_norm})
+
+    def summarize(self, totals: dict[str, float], iteration: int) -> Summary:
+        scalars = {f"losses/{k}": v for k, v in totals.items()}
+        scalars["charts/learning_rate"] = self.scheduler.get_last_lr()[0]
+        score = -sum(v for name, v in totals.items() if name.startswith("loss_"))  # the paper's AMA reward
+        return Summary(scalars, {"loss": totals.get("loss_bc", float("nan"))}, score)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "sampler": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "sampler" in state:
+            self.gen.set_state(state["sampler"])
+
+
+def _as_object(node: Any) -> Any:
+    return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
 
 
 def _fit_time(x: Tensor, length: int) -> Tensor:

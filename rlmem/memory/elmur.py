@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlmem.memory.base import Memory, State, register
+from rlmem.syncs import cpu_fast_path
 
 
 def _heads(x: Tensor, nh: int) -> Tensor:
@@ -330,7 +331,8 @@ class ELMURMemory(Memory):
         dt, dev = h.dtype, h.device
         t, mem, anchor = state["t"].long(), state["mem"].to(dt), state["anchor"].long()
         reset = episode_start[:, 0]
-        if bool(reset.any()):
+        fast = cpu_fast_path(dev)  # on CPU, skip work for rows that need none (an accelerator would sync)
+        if not fast or bool(reset.any()):
             t = torch.where(reset, 0, t)
             mem, anchor = self._reset(reset, mem, anchor)
         ph = t % K  # (B,) position of this step in its segment
@@ -373,10 +375,15 @@ class ELMURMemory(Memory):
         y = h[:, None]
         if not need_state:
             return y, None
-        done = torch.nonzero(ph == K - 1).squeeze(1)
-        if done.numel():
-            p = _Piece(None, 1, torch.ones_like(t), ph, t, None, done)
-            mem, anchor = self._write(p, mem, anchor, hc)
+        if fast:  # the rows whose segment completes write their memory
+            done = torch.nonzero(ph == K - 1).squeeze(1)
+            if done.numel():
+                mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
+        else:  # every row computes the write, those whose segment completes keep it (no data-dependent shape)
+            every = torch.arange(B, device=dev)
+            new_m, new_a = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, every), mem, anchor, hc)
+            w = ph == K - 1
+            mem, anchor = torch.where(w[:, None, None, None], new_m, mem), torch.where(w[:, None, None], new_a, anchor)
         return y, {"mem": mem, "anchor": anchor, "t": t + 1, "k": kc, "v": vc, "h": hc}
 
     def _plan(self, t0: Tensor, episode_start: Tensor) -> tuple[list[_Piece], Tensor, Tensor | None]:

@@ -157,9 +157,10 @@ class HCAMMemory(Memory):
         # chunks a call can read: the Nc carried ones, then the P completed inside the call (at steps j with
         # s_j mod C = C-1), each tagged with its episode id and the call step it completes at (-1: carried)
         P = T // C + 1
-        ends = torch.full((B, P), T, device=dev)  # (B, P) call step completing each new chunk; T: none
-        b_i, j_i = torch.nonzero(s % C == C - 1, as_tuple=True)
-        ends[b_i, ((s % C == C - 1).long().cumsum(1) - 1)[b_i, j_i]] = j_i
+        completes = s % C == C - 1  # (B, T)
+        k = torch.where(completes, completes.long().cumsum(1) - 1, P)  # (B, T) new chunk index; P: a dump column
+        ends = torch.full((B, P + 1), T, device=dev).scatter(  # (B, P) call step completing each new chunk; T: none
+            1, k, torch.where(completes, torch.arange(T, device=dev), T))[:, :P]
         num0 = torch.where(episode_start[:, 0], 0, state["num"].long())
         carried = torch.arange(Nc, device=dev) >= Nc - num0[:, None]  # (B, Nc) valid carried chunks
         new_ok = ends < T  # (B, P)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from rlmem.memory.base import Memory, State, register
 from rlmem.memory.window import steps_in_episode
+from rlmem.syncs import cpu_fast_path
 
 STRATEGIES = ("fifo", "lifo", "lvfo", "mvfo")
 _BIG = 2**40  # > any episode step: sorts by visits first, then by age
@@ -214,9 +215,10 @@ class SATMemory(Memory):
         strategy = state["strategy"].long()
         ar = torch.arange(B, device=dev)
         reads = []
+        skip_idle = cpu_fast_path(dev)  # on CPU, skip the reset ops on steps where no episode starts
         for j in range(T):
             r = episode_start[:, j]
-            if bool(r.any()):
+            if not skip_idle or bool(r.any()):
                 s_time = s_time.masked_fill(r[:, None], -1)
                 s_place = s_place.masked_fill(r[:, None], -1)
                 strategy = torch.where(r, self.ama_choice.to(dev), strategy)

@@ -17,6 +17,8 @@ How the package is used (its pitfalls on this machine are in DESIGN.md):
   is never touched.
 - sLSTM backend: "vanilla" (pure torch) on CPU, the package's CUDA kernels (compiled on first use, run in float32
   here; the package's default is bfloat16) when the policy is built for a CUDA device (``slstm_backend``).
+- The vanilla sLSTM's pointwise step branches on ``if torch.all(n == 0)`` (a host sync every step on an
+  accelerator); :func:`_slstm_pointwise` computes the same values with ``torch.where`` and replaces it per cell.
 
 State (batch-first, fixed size): per mLSTM block ``b{i}_c [B, NH, DH, DH]``, ``b{i}_n [B, NH, DH, 1]``,
 ``b{i}_m [B, NH, 1, 1]``, ``b{i}_conv [B, KS, D_inner]``; per sLSTM block ``b{i}_s [B, 4, D]``, ``b{i}_conv``.
@@ -84,6 +86,9 @@ class XLSTMMemory(Memory):
             num_blocks=num_blocks, embedding_dim=d_model, slstm_at=slstm_at, dropout=dropout)
         self.in_proj = nn.Linear(input_size, d_model)
         self.stack = xLSTMBlockStack(cfg)
+        for cell in self.stack.modules():  # the vanilla sLSTM cells: the same step without a host sync
+            if getattr(getattr(cell, "config", None), "function", None) == "slstm" and hasattr(cell, "pointwise"):
+                cell.pointwise = _slstm_pointwise
         self.output_size = d_model
         self.kinds = ["s" if i in slstm_at else "m" for i in range(num_blocks)]
         self._shapes = self._state_shapes(cfg)
@@ -141,3 +146,24 @@ class XLSTMMemory(Memory):
                     st[f"b{i}_conv"] = b["conv_state"][0]
         y = torch.cat(ys, 1)
         return y, (st if need_state else None)
+
+
+def _slstm_pointwise(Wx: Tensor, Ry: Tensor, b: Tensor, states: Tensor, constants: dict[str, float]
+                     ) -> tuple[Tensor, Tensor]:
+    """The sLSTM pointwise step (paper eqs. 8-17, stabilised), as the package's vanilla
+    ``slstm_forward_pointwise`` computes it, with its ``if torch.all(n == 0)`` branch as a ``torch.where``.
+
+    ``Wx``, ``Ry`` ``[B, 4H]`` (gate pre-activations from the input and the recurrence), ``b`` ``[1, 4H]``,
+    ``states`` ``[4, B, H]`` (y, c, n, m) -> new states ``[4, B, H]`` and gates ``[4, B, H]``."""
+    raw = Wx + Ry + b
+    y, c, n, m = torch.unbind(states.view(4, states.shape[1], -1), dim=0)
+    iraw, fraw, zraw, oraw = torch.unbind(raw.view(raw.shape[0], 4, -1), dim=1)
+    logfplusm = m + nn.functional.logsigmoid(fraw)
+    mnew = torch.where(torch.all(n == 0.0), iraw, torch.max(iraw, logfplusm))  # m_t (eq. 15)
+    ogate = torch.sigmoid(oraw)
+    igate = torch.minimum(torch.exp(iraw - mnew), torch.ones_like(iraw))  # i'_t (eq. 16)
+    fgate = torch.minimum(torch.exp(logfplusm - mnew), torch.ones_like(iraw))  # f'_t (eq. 17)
+    cnew = fgate * c + igate * torch.tanh(zraw)  # c_t (eq. 8)
+    nnew = fgate * n + igate  # n_t (eq. 9)
+    ynew = ogate * cnew / nnew  # h_t (eq. 10)
+    return torch.stack((ynew, cnew, nnew, mnew), dim=0), torch.stack((igate, fgate, zraw, ogate), dim=0)
