@@ -29,6 +29,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check rlmem envs tests experiments
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) experiments/bench_ppo_throughput.py

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -127,11 +127,12 @@ def action_to_numpy(action: Tensor, space: gym.Space) -> np.ndarray:
 def select_rows(mask: Tensor, new: Obs, old: Obs) -> Obs:
     """``where(mask, new, old)`` applied through a nested observation (mask is ``[N]``)."""
     if isinstance(new, dict):
-        return {k: select_rows(mask, new[k], old[k]) for k in new}
+        old_d = cast("dict[str, Obs]", old)  # old has new's structure
+        return {k: select_rows(mask, new[k], old_d[k]) for k in new}
     if isinstance(new, tuple):
-        return tuple(select_rows(mask, n, o) for n, o in zip(new, old, strict=True))
+        return tuple(select_rows(mask, n, o) for n, o in zip(new, cast("tuple[Obs, ...]", old), strict=True))
     m = mask.view(-1, *([1] * (new.dim() - 1)))
-    return torch.where(m, new, old)
+    return torch.where(m, new, cast(Tensor, old))
 
 
 class GymVecEnv(VecEnv):
@@ -150,6 +151,7 @@ class GymVecEnv(VecEnv):
         asynchronous: bool = False,
     ):
         mode = gym.vector.AutoresetMode.SAME_STEP
+        self.env: gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv
         if asynchronous:
             # Workers start from a fresh server process, not a fork of this one: a forked child inherits this
             # process's OpenMP pool and any EGL context (MuJoCo rendering) in a state it cannot use, and hangs.

@@ -13,7 +13,7 @@ widened to contain 0); the previous reward is 0.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -100,7 +100,8 @@ class PrevActionReward(gym.Wrapper):
             return np.int64(np.asarray(action).item())  # type: ignore[return-value]
         if isinstance(space, spaces.MultiDiscrete):
             return np.array(action, dtype=np.int64).reshape(space.shape)
-        box = self.observation_space[PREV_ACTION]
+        obs_space = cast(spaces.Dict, self.observation_space)  # what _obs_space built
+        box = cast(spaces.Box, obs_space[PREV_ACTION])  # Box actions: a Box (prev_action_space)
         return np.clip(np.asarray(action, dtype=np.float32).reshape(space.shape), box.low, box.high)
 
 
@@ -142,6 +143,8 @@ class VecPrevActionReward(VecEnvWrapper):
     the returned observation (the next episode's first) carries the "no action" value and reward 0.
     """
 
+    single_observation_space: spaces.Dict
+
     def __init__(self, env: VecEnv, prev_action: bool = True, prev_reward: bool = False):
         super().__init__(env)
         self.prev_action, self.prev_reward = prev_action, prev_reward
@@ -153,7 +156,7 @@ class VecPrevActionReward(VecEnvWrapper):
         self._null = null.expand(self.num_envs, *null.shape)
         self._discrete = isinstance(space, spaces.Discrete | spaces.MultiDiscrete)
         if not self._discrete:
-            box = self.single_observation_space[PREV_ACTION]
+            box = cast(spaces.Box, self.single_observation_space[PREV_ACTION])  # Box actions: a Box
             self._low = torch.as_tensor(box.low, device=self.device)
             self._high = torch.as_tensor(box.high, device=self.device)
 

@@ -1,6 +1,13 @@
 """What the suite scripts share: a cell (task, model, seed) is one ``python -m rlmem.train`` subprocess on one
 thread; rows are kept in a JSON file, a finished cell is skipped when a suite runs again, and a failed cell
-becomes an error row instead of ending the suite."""
+becomes an error row instead of ending the suite.
+
+Why not Hydra's submitit launcher (``-m hydra/launcher=submitit_local``): a suite's cells are not one sweep. Each
+task is a bundle of overrides (an experiment, an env, budgets), and a multirun sweeps the cartesian product of single
+overrides, so a suite would be one multirun per task; and the launcher returns only when a whole sweep has ended,
+while a suite writes each row as its cell finishes so that an interrupted suite keeps its finished cells. For a
+cluster, the cell's command line (``train_cell``) is what a ``submitit_slurm`` multirun would run, one job per cell.
+"""
 
 from __future__ import annotations
 
@@ -50,13 +57,13 @@ def prepare_dataset(overrides: list[str]) -> None:
     for it."""
     from hydra import compose, initialize_config_dir
 
-    from rlmem.algos.offline import ensure_dataset
+    from rlmem.collection import ensure_dataset
     from rlmem.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*overrides, "run_dir=unused"])
-    ensure_dataset(cfg, cfg.algo)
+    ensure_dataset(cfg.env, cfg.algo.dataset_id, cfg.algo.data_dir, cfg.algo.collect, cfg.device)
 
 
 def load_rows(result_file: Path) -> list[dict]:

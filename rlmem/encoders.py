@@ -13,6 +13,7 @@ to features ``[B, T, output_size]``:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import gymnasium as gym
 import numpy as np
@@ -29,7 +30,7 @@ class EncoderConfig:
     cnn_out: int = 256  # feature width after the CNN for images
 
 
-def is_image_space(space: gym.Space) -> bool:
+def is_image_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
@@ -81,6 +82,9 @@ class ImageEncoder(Encoder):
 
 
 class DiscreteEncoder(Encoder):
+    offsets: Tensor  # buffers
+    starts: Tensor
+
     def __init__(self, nvec: np.ndarray, starts: np.ndarray, embed_dim: int):
         super().__init__()
         nvec = np.asarray(nvec).reshape(-1)
@@ -110,9 +114,11 @@ class CompositeEncoder(Encoder):
 
     def forward(self, obs: dict[str, Tensor] | tuple[Tensor, ...]) -> Tensor:
         if self.is_tuple:
-            feats = [enc(obs[int(k)]) for k, enc in self.parts.items()]
+            tup = cast("tuple[Tensor, ...]", obs)
+            feats = [enc(tup[int(k)]) for k, enc in self.parts.items()]
         else:
-            feats = [enc(obs[k]) for k, enc in self.parts.items()]
+            named = cast("dict[str, Tensor]", obs)
+            feats = [enc(named[k]) for k, enc in self.parts.items()]
         return torch.cat(feats, -1)
 
 

@@ -7,6 +7,7 @@ calls them once per environment step, where that overhead is a measurable share 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import gymnasium as gym
 import numpy as np
@@ -21,10 +22,14 @@ def _layer_init(layer: nn.Linear, std: float) -> nn.Linear:
     return layer
 
 
-class Dist:
+class Dist(ABC):
+    @abstractmethod
     def sample(self) -> Tensor: ...
+    @abstractmethod
     def mode(self) -> Tensor: ...
+    @abstractmethod
     def log_prob(self, action: Tensor) -> Tensor: ...
+    @abstractmethod
     def entropy(self) -> Tensor: ...
 
 
@@ -79,6 +84,9 @@ class DiagGaussian(Dist):
 
 class CategoricalHead(nn.Module):
     """Discrete and MultiDiscrete actions (components padded to the largest ``n``)."""
+
+    pad: Tensor  # buffers
+    starts: Tensor
 
     def __init__(self, in_size: int, nvec: np.ndarray, starts: np.ndarray, single: bool):
         super().__init__()

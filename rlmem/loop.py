@@ -31,7 +31,7 @@ from torch import Tensor
 
 from rlmem.distributed import World
 from rlmem.policy import Policy
-from rlmem.run import Progress, Run, rng_state, set_rng_state
+from rlmem.run import Progress, Run, plural, rng_state, set_rng_state
 
 log = logging.getLogger("rlmem")
 
@@ -193,7 +193,8 @@ def train_loop(cfg: Any, trainer: Trainer, policy: Policy, run: Run, world: Worl
             if eval_every and (done % eval_every == 0 or last) and world.is_main:
                 scalars |= evaluate_scalars(cfg, policy, trainer.env_kwargs, cfg.algo.eval_episodes, cfg.seed + done)
                 summary.postfix |= {k.split("/")[1]: v for k, v in scalars.items() if k.startswith("eval/")}
-            scalars[f"perf/{trainer.unit}s_per_s"] = progress.update(trainer.progress_at(done), summary.postfix)
+            rate = progress.update(trainer.progress_at(done), summary.postfix)
+            scalars[f"perf/{plural(trainer.unit)}_per_s"] = rate
             run.scalars(trainer.progress_at(done), scalars)
             if done % checkpoint_every == 0 or last:
                 save(done, all_ranks=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +45,9 @@ class Policy(nn.Module):
             (``xlstm``: its sLSTM kernels) gets it. None: CPU, movable with ``.to()`` as any module.
     """
 
+    _low: Tensor  # buffers, registered for Box action spaces only
+    _high: Tensor
+
     def __init__(
         self,
         observation_space: gym.Space,
@@ -61,8 +64,8 @@ class Policy(nn.Module):
         enc_cfg = encoder if isinstance(encoder, EncoderConfig) else EncoderConfig(**(encoder or {}))
         self.observation_space, self.action_space = observation_space, action_space
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.arch = {"memory": memory, "memory_kwargs": dict(memory_kwargs or {}), "encoder": asdict(enc_cfg),
-                     "place_key": place_key}
+        self.arch: dict[str, Any] = {"memory": memory, "memory_kwargs": dict(memory_kwargs or {}),
+                                     "encoder": asdict(enc_cfg), "place_key": place_key}
         self.encoder = build_encoder(observation_space, enc_cfg)
         mem_kwargs = dict(self.arch["memory_kwargs"])
         cls = MEMORIES.get(memory)  # (an unknown name fails in build, naming the registered ones)
@@ -73,16 +76,15 @@ class Policy(nn.Module):
         if device is not None and cls is not None and "device" in inspect.signature(cls.__init__).parameters:
             mem_kwargs["device"] = torch.device(device)
         if self.place_key is not None:
-            spaces = getattr(observation_space, "spaces", None)
             if not isinstance(observation_space, gym.spaces.Dict) or not isinstance(
-                    spaces.get(place_key), gym.spaces.Discrete):
+                    observation_space.spaces.get(self.place_key), gym.spaces.Discrete):
                 raise ValueError(f"place_key={place_key!r} needs a Dict observation space with a Discrete entry "
                                  f"{place_key!r}; got {observation_space}")
         self.memory = build(memory, self.encoder.output_size + int(self.place_key is not None), **mem_kwargs)
         self.actor = build_head(action_space, self.memory.output_size)
         self.critic = _layer_init(nn.Linear(self.memory.output_size, 1), 1.0)
         self._box = isinstance(action_space, gym.spaces.Box)
-        if self._box:
+        if isinstance(action_space, gym.spaces.Box):
             self.register_buffer("_low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("_high", torch.as_tensor(action_space.high, dtype=torch.float32))
         if device is not None:
@@ -119,7 +121,8 @@ class Policy(nn.Module):
         """``obs`` with leading ``[B, T]`` -> action distribution, value ``[B, T]``, new state."""
         x = self.encoder(obs)
         if self.place_key is not None:  # the place id as the memory's last input column
-            x = torch.cat([x, obs[self.place_key].to(x.dtype).unsqueeze(-1)], -1)  # type: ignore[index]
+            place = cast("dict[str, Tensor]", obs)[self.place_key]  # place_key implies a Dict observation space
+            x = torch.cat([x, place.to(x.dtype).unsqueeze(-1)], -1)
         h, state = self.memory(x, state, episode_start, need_state=need_state)
         return self.actor(h), self.critic(h).squeeze(-1), state
 
@@ -131,7 +134,7 @@ class Policy(nn.Module):
         obs_bt = tree_map(lambda o: o.unsqueeze(1), obs)
         dist, value, state = self(obs_bt, state, episode_start.view(-1, 1))
         action = dist.mode() if deterministic else dist.sample()
-        return action[:, 0], dist.log_prob(action)[:, 0], value[:, 0], state  # type: ignore[return-value]
+        return action[:, 0], dist.log_prob(action)[:, 0], value[:, 0], state
 
     def to_env_action(self, action: Tensor) -> Tensor:
         """Clip Box actions to the action space (the raw sample is what PPO's ratio uses)."""
@@ -219,6 +222,7 @@ def _is_batched(obs: Any, space: gym.Space) -> bool:
         return _is_batched(obs[k], space.spaces[k])
     if isinstance(space, gym.spaces.Tuple):
         return _is_batched(obs[0], space.spaces[0])
+    assert space.shape is not None  # every space an encoder accepts has a shape
     return np.asarray(obs).ndim > len(space.shape)
 
 

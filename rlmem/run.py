@@ -60,6 +60,10 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "ch", "sh", "x")) else "s")
+
+
 class Progress:
     """Training progress on the console: a tqdm bar on a terminal; in a log file (no TTY), one line every
     ``log_every_s`` seconds and at the end instead of a redraw per update."""
@@ -80,7 +84,7 @@ class Progress:
         self.bar.update(n - self.n)
         self.n = n
         rate = self.rate()
-        fields = {f"{self.unit}s/s": f"{rate:,.1f}" if rate < 100 else f"{rate:,.0f}",
+        fields = {f"{plural(self.unit)}/s": f"{rate:,.1f}" if rate < 100 else f"{rate:,.0f}",
                   **{k: f"{v:.3g}" for k, v in postfix.items()}}
         if self.tty:
             self.bar.set_postfix(fields, refresh=False)

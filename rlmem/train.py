@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ from rlmem.config import register_configs
 
 log = logging.getLogger("rlmem")
 register_configs()
+# conf/hydra/launcher/submitit_*.yaml are validated against the plugin's schemas of the same names (a misspelt
+# launcher key fails); Hydra warns that matching by name is deprecated, but naming the schema explicitly fails here:
+# Hydra's plugin scan imports the plugin's config module a second time, and the two schema classes do not match.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
 
 
 def train(cfg: Any) -> dict[str, Any]:
@@ -50,7 +55,8 @@ def train(cfg: Any) -> dict[str, Any]:
             trainer_cls.prepare(cfg)  # e.g. collect a missing dataset, once
         world.barrier()
         seed_everything(cfg.seed + world.rank)  # rank 0 of any run draws as a single process would
-        config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        config: dict[str, Any] = (OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+                                  if isinstance(cfg, DictConfig) else dict(cfg))
         run = Run(cfg.run_dir, config, writes=world.is_main)
         try:
             trainer = trainer_cls(cfg, world)
@@ -89,9 +95,10 @@ def report_user_errors(fn: Any, *args: Any) -> Any:
     """Call ``fn``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
     import gymnasium as gym
 
+    errors: tuple[type[BaseException], ...] = (*USER_ERRORS, gym.error.Error)
     try:
         return fn(*args)
-    except (*USER_ERRORS, gym.error.Error) as e:
+    except errors as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

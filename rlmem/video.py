@@ -7,9 +7,10 @@ Used by ``python -m rlmem.evaluate ... record=out.mp4``; envs must support ``ren
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rlmem.policy import Policy
 
@@ -34,17 +35,18 @@ def record_episodes(policy: Policy, env_id: str, env_kwargs: dict[str, Any], pat
         env.close()
         raise ValueError(f"{env_id} does not render rgb_array frames: nothing to record")
     policy.check_spaces(env.observation_space, env.action_space)
-    frames: list[np.ndarray] = []
+    frames: list[ArrayLike] = []  # (imageio's stubs take a list of ArrayLike)
     returns, successes = [], []
     try:
         for e in range(episodes):
             obs, _ = env.reset(seed=seed + e)
+            info: dict[str, Any]
             state, start, done, ret, info = None, np.array([True]), False, 0.0, {}
-            frames.append(env.render())
+            frames.append(cast(np.ndarray, env.render()))  # render_mode="rgb_array": one frame array per call
             while not done:
                 action, state = policy.predict(obs, state, start, deterministic)
                 obs, reward, term, trunc, info = env.step(action)
-                frames.append(env.render())
+                frames.append(cast(np.ndarray, env.render()))
                 ret += float(reward)
                 start, done = np.array([False]), term or trunc
             returns.append(ret)

@@ -76,6 +76,12 @@ def test_torchrun_trains_one_policy_and_records_the_world_size(tmp_path):
     # 256 steps over 2 ranks x 4 envs x 16 steps = 128 per update: 2 updates, counted over all ranks
     assert trainer["world_size"] == 2 and trainer["iteration"] == 2 and trainer["global_step"] == 256
     assert len(trainer["rng_ranks"]) == 2 and (tmp_path / "eval.json").is_file()
+    # resume under torchrun, extending the run
+    r = subprocess.run([*cmd[:5], str(_free_port()), *cmd[6:-3], "algo.total_steps=512", "eval_episodes=0",
+                        "resume=true", f"run_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load_checkpoint(tmp_path)["trainer"]["iteration"] == 4
     # resuming with another world size is refused in one line
     r = subprocess.run([sys.executable, "-m", "rlmem.train", *PPO, "algo.total_steps=512", "resume=true",
                         f"run_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -99,9 +105,9 @@ def test_two_ranks_equal_one_rank_with_the_doubled_batch(tmp_path):
     collect_dataset("rlmem/TMaze-v0", {"variant": "elmur"}, "test/ddp-v0", 96, grid={"corridor_length": [1, 4, 9]},
                     data_dir=str(tmp_path / "data"), num_envs=16)
     base = ["algo=offline", "algo.dataset_id=test/ddp-v0", f"algo.data_dir={tmp_path / 'data'}", "env=tmaze",
-            "env.kwargs.variant=elmur", "env.kwargs.corridor_length=9", "model=gru", "model.memory_kwargs.hidden_size=16",
-            "algo.context=4", "algo.segments=3", "algo.updates=6", "algo.warmup=2", "algo.eval_every=0",
-            "eval_episodes=0", "progress=false"]
+            "env.kwargs.variant=elmur", "env.kwargs.corridor_length=9", "model=gru",
+            "model.memory_kwargs.hidden_size=16", "algo.context=4", "algo.segments=3", "algo.updates=6",
+            "algo.warmup=2", "algo.eval_every=0", "eval_episodes=0", "progress=false"]
     one = spawn(1, [[*base, "algo.batch_size=16", f"run_dir={tmp_path / 'one'}"]], tmp_path)[0]
     two = spawn(2, [[*base, "algo.batch_size=8", f"run_dir={tmp_path / 'two'}"]] * 2, tmp_path)
     for k in one:

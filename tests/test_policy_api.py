@@ -95,3 +95,13 @@ def test_missing_and_corrupt_checkpoints_fail_clearly(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
         rlmem.load_policy(tmp_path)
+
+
+def test_act_accepts_numpy_as_other_rl_code_passes_it(run_dir):
+    policy = rlmem.load_policy(run_dir)
+    envs = gym.make_vec("rlmem/TMaze-v0", 3, corridor_length=5, variant="passive")
+    obs, _ = envs.reset(seed=0)
+    state = policy.initial_state(3)
+    a_np, s_np = policy.act(obs, state, np.ones(3, dtype=bool), deterministic=True)
+    a_t, s_t = policy.act(torch.as_tensor(obs), state, torch.ones(3, dtype=torch.bool), deterministic=True)
+    assert torch.equal(a_np, a_t) and all(torch.equal(s_np[k], s_t[k]) for k in s_t)

@@ -40,9 +40,11 @@ def test_a_rollout_step_makes_no_host_sync(cfg_factory, memory, env):
     assert syncs.count == 0, dict(syncs.calls)
 
 
-@pytest.mark.parametrize("memory", ["elmur", "hcam", "sat"])
-def test_accelerator_paths_give_the_cpu_paths_outputs(memory):
-    """The sync-free paths (taken on accelerators, and on CPU inside SyncCounter) compute the same steps."""
+@pytest.mark.parametrize("memory", ["elmur", "hcam", "sat", "xlstm"])
+@pytest.mark.parametrize("chunks", [[1] * 12, [5, 7], [12]])
+def test_sync_free_paths_compute_what_the_cpu_paths_do(memory, chunks):
+    """The paths taken on accelerators (and on CPU inside SyncCounter) give the CPU paths' outputs, step by step
+    (the rollout path) and over sequences with episode starts inside them (training forwards)."""
     from conftest import SMALL_SIZES
 
     kwargs = {o.split(".")[-1].split("=")[0]: int(o.split("=")[1]) for o in SMALL_SIZES[memory]}
@@ -50,17 +52,20 @@ def test_accelerator_paths_give_the_cpu_paths_outputs(memory):
     mem = MEMORIES[memory](5, **kwargs).eval()
     x = torch.randn(3, 12, 5)
     start = torch.zeros(3, 12, dtype=torch.bool)
-    start[:, 0], start[1, 7] = True, True
+    start[:, 0], start[1, 7], start[2, 3] = True, True, True
 
-    def steps() -> torch.Tensor:
-        state, ys = mem.initial_state(3), []
+    def run() -> torch.Tensor:
+        state, ys, a = mem.initial_state(3), [], 0
         with torch.inference_mode():
-            for t in range(12):
-                y, state = mem(x[:, t:t + 1], state, start[:, t:t + 1])
+            for n in chunks:
+                y, state = mem(x[:, a:a + n], state, start[:, a:a + n])
                 ys.append(y)
+                a += n
         return torch.cat(ys, 1)
 
-    fast = steps()
-    with SyncCounter():
-        strict = steps()
+    fast = run()
+    with SyncCounter() as syncs:
+        strict = run()
     torch.testing.assert_close(strict, fast, rtol=1e-5, atol=1e-5)
+    # a multi-step ELMUR call plans its pieces with one sync (their lengths are shapes); the others make none
+    assert syncs.count == (sum(n > 1 for n in chunks) if memory == "elmur" else 0), dict(syncs.calls)

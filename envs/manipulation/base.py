@@ -123,7 +123,7 @@ class TableTopEnv(gym.Env[dict, np.ndarray]):
         self._vopt = mujoco.MjvOption()
         self._vopt.geomgroup[_HIDDEN_GROUP] = 0
         self.t = 0
-        obs = {"rgb": spaces.Box(0, 255, (height, width, 3), np.uint8)}
+        obs: dict[str, spaces.Space[Any]] = {"rgb": spaces.Box(0, 255, (height, width, 3), np.uint8)}
         if proprio:  # position within the workspace (joint limits), velocity clipped to +-MAX_SPEED
             self._proprio_low = np.concatenate([WORKSPACE_LOW, np.full(3, -MAX_SPEED)]).astype(np.float32)
             self._proprio_high = np.concatenate([WORKSPACE_HIGH, np.full(3, MAX_SPEED)]).astype(np.float32)

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -117,7 +118,10 @@ class OfflineTrainer(Trainer):
         probe = make_vec(cfg.env.id, 1, self.env_kwargs, device="cpu", backend=cfg.env.backend)
         self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
         probe.close()
-        raw_space = self.observation_space["obs"] if algo.rtg_target is not None else self.observation_space
+        raw_space = self.observation_space
+        if algo.rtg_target is not None:  # a Dict {"obs": the env's own observation, "rtg": ...}
+            assert isinstance(raw_space, gym.spaces.Dict)
+            raw_space = raw_space["obs"]
         data: Trajectories = load_trajectories(algo.dataset_id, algo.data_dir, raw_space, self.action_space)
         if algo.rtg_target is not None:
             # returns-to-go of the recorded episodes: g_t = sum_{t' >= t} r_t' (zero on padding)
@@ -188,7 +192,8 @@ class OfflineTrainer(Trainer):
             else:
                 total = total + loss
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach() / self.S
+                share = v.detach() / self.S
+                sums[k] = sums[k] + share if k in sums else share
         if not algo.step_per_segment:
             grad_norm = optimize(self.world, policy, self.optimizer, total, algo.max_grad_norm)  # type: ignore[arg-type]
         self.scheduler.step()
@@ -196,7 +201,7 @@ class OfflineTrainer(Trainer):
 
     def summarize(self, totals: dict[str, float], iteration: int) -> Summary:
         scalars = {f"losses/{k}": v for k, v in totals.items()}
-        scalars["charts/learning_rate"] = self.scheduler.get_last_lr()[0]
+        scalars["charts/learning_rate"] = float(self.scheduler.get_last_lr()[0])
         score = -sum(v for name, v in totals.items() if name.startswith("loss_"))  # the paper's AMA reward
         return Summary(scalars, {"loss": totals.get("loss_bc", float("nan"))}, score)
 

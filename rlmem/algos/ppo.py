@@ -130,7 +130,7 @@ class RolloutCollector:
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self.row_offset = rank * self.algo.num_envs
-        self.obs: Nested | None = None
+        self.obs: Nested = {}  # set by start()
 
     def start(self, policy: Policy, seed: int) -> None:
         """Reset the envs (row ``i`` of this rank seeded ``seed + rank * num_envs + i``) and the memory."""

@@ -60,7 +60,8 @@ positions < t mod K are meaningful, the rest is ignored).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +98,8 @@ class _Piece(NamedTuple):
     ph: Tensor  # (B,) position in the segment of the first step (step in episode mod K)
     s0: Tensor  # (B,) step in episode of the first step
     reset: Tensor | None  # (B,) bool, the piece begins an episode (None: no row's does)
-    done: Tensor | None  # (R,) rows whose piece completes a segment (None: no row's does)
+    done: Tensor | None  # rows whose piece completes a segment: (R,) indices on CPU, a (B,) bool mask on the
+    # sync-free path (accelerators); None: no row's does
 
 
 class ELMURLayer(nn.Module):
@@ -226,6 +228,9 @@ class ELMURMemory(Memory):
         larger, so what a slot holds can outlive many LRU blends.
     """
 
+    pos_sin: Tensor  # buffers
+    mem0: Tensor
+
     def __init__(
         self,
         input_size: int,
@@ -351,7 +356,7 @@ class ELMURMemory(Memory):
         u, v_ = self.u.view(-1), self.v.view(-1)
         pos = self.pos_sin.to(dt)
         scale = hs**-0.5
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(cast("Iterable[ELMURLayer]", self.layers)):
             # (1) relative self-attention over the segment so far, this step included
             q, k, v = F.linear(h, layer.qkv.weight).split(D, -1)  # (B, D) each
             kc.view(-1, D).index_copy_(0, row + i * K, k)
@@ -375,15 +380,9 @@ class ELMURMemory(Memory):
         y = h[:, None]
         if not need_state:
             return y, None
-        if fast:  # the rows whose segment completes write their memory
-            done = torch.nonzero(ph == K - 1).squeeze(1)
-            if done.numel():
-                mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
-        else:  # every row computes the write, those whose segment completes keep it (no data-dependent shape)
-            every = torch.arange(B, device=dev)
-            new_m, new_a = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, every), mem, anchor, hc)
-            w = ph == K - 1
-            mem, anchor = torch.where(w[:, None, None, None], new_m, mem), torch.where(w[:, None, None], new_a, anchor)
+        done = self._done_rows(ph == K - 1, fast)  # the rows whose segment completes write their memory
+        if done is not None:
+            mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
         return y, {"mem": mem, "anchor": anchor, "t": t + 1, "k": kc, "v": vc, "h": hc}
 
     def _plan(self, t0: Tensor, episode_start: Tensor) -> tuple[list[_Piece], Tensor, Tensor | None]:
@@ -392,13 +391,13 @@ class ELMURMemory(Memory):
         single piece is the whole call)."""
         B, T = episode_start.shape
         K = self.segment_len
-        if T == 1:  # the rollout hot path: one piece
+        fast = cpu_fast_path(episode_start.device)  # CPU: skip rows and pieces that need no work (syncs)
+        if T == 1:  # one piece
             reset = episode_start[:, 0]
             s = torch.where(reset, 0, t0)  # (B,) step in episode
             ph = s % K
-            done = torch.nonzero(ph == K - 1).squeeze(1)
-            p = _Piece(None, 1, torch.ones_like(s), ph, s, reset if bool(reset.any()) else None,
-                       done if done.numel() else None)
+            p = _Piece(None, 1, torch.ones_like(s), ph, s, reset if not fast or bool(reset.any()) else None,
+                       self._done_rows(ph == K - 1, fast))
             return [p], s, None
 
         dev = episode_start.device
@@ -406,30 +405,37 @@ class ELMURMemory(Memory):
         last = torch.where(episode_start, ar, -1).cummax(1).values  # (B, T) latest episode start, -1 none
         s = torch.where(last >= 0, ar - last, t0[:, None] + ar)  # (B, T) step in episode
         first = (s % K == 0) | (ar == 0)  # (B, T) a piece starts here
-        pid = first.long().cumsum(1) - 1  # (B, T) piece of each step
-        P = int(pid[:, -1].max()) + 1
-        start = torch.full((B, P + 1), T, device=dev)
-        b_i, j_i = first.nonzero(as_tuple=True)
-        start[b_i, pid[b_i, j_i]] = j_i  # (B, P+1) first step of each piece; T where the row has none
-        n = start[:, 1:] - start[:, :-1]  # (B, P) piece lengths, 0 where the row has no such piece
-        st = start[:, :P].clamp(max=T - 1)
-        s0 = s.gather(1, st)  # (B, P) step in episode of each piece's first step
+        pid = first.long().cumsum(1) - 1  # (B, T) piece of each step; a row has at most T pieces
+        start = torch.full((B, T + 1), T, device=dev).scatter(  # (B, T+1) first step of each piece; T: none
+            1, torch.where(first, pid, T), torch.where(first, ar, T))  # (column T collects the non-starts)
+        n = start[:, 1:] - start[:, :-1]  # (B, T) piece lengths, 0 where the row has no such piece
+        st = start[:, :T].clamp(max=T - 1)
+        s0 = s.gather(1, st)  # (B, T) step in episode of each piece's first step
         ph = s0 % K
         reset = episode_start.gather(1, st) & (n > 0)
         done = (n > 0) & (ph + n == K)
-        Ls = n.max(0).values.tolist()
-        any_reset, any_done = reset.any(0).tolist(), done.any(0).tolist()
+        # the one sync a call makes: piece lengths are tensor shapes (and which pieces reset or write)
+        Ls, any_reset, any_done = torch.stack([n.max(0).values, reset.any(0), done.any(0)]).tolist()
+        P = Ls.index(0) if 0 in Ls else T  # pieces are numbered from 0 in every row
 
         pieces = []
         for k in range(P):
             src = (st[:, k : k + 1] + torch.arange(Ls[k], device=dev)).clamp(max=T - 1)  # (B, L)
             pieces.append(_Piece(src, Ls[k], n[:, k], ph[:, k], s0[:, k], reset[:, k] if any_reset[k] else None,
-                                 torch.nonzero(done[:, k]).squeeze(1) if any_done[k] else None))
+                                 self._done_rows(done[:, k], fast) if any_done[k] else None))
         if P == 1:
             return pieces, s[:, -1], None
-        offset = torch.tensor([0, *Ls[:-1]], device=dev).cumsum(0)  # (P,) where piece k's outputs start
+        offset = torch.tensor([0, *Ls[: P - 1]], device=dev).cumsum(0)  # (P,) where piece k's outputs start
         col = offset[pid] + ar - start.gather(1, pid)  # (B, T)
         return pieces, s[:, -1], col
+
+    @staticmethod
+    def _done_rows(done: Tensor, fast: bool) -> Tensor | None:
+        """The rows that write (``done [B]`` bool): their indices on CPU (None if none), else the mask itself."""
+        if not fast:
+            return done
+        rows = torch.nonzero(done).squeeze(1)
+        return rows if rows.numel() else None
 
     def _reset(self, r: Tensor, mem: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
         """Rows ``r`` start an episode: initial slots, all empty. The caches need no reset: a segment only ever
@@ -459,7 +465,7 @@ class ELMURMemory(Memory):
             keep = newest | (torch.rand(anchor.shape, device=x.device) >= self.read_dropout)
             read_bias = read_bias.masked_fill(~keep[:, :, None, :, None], float("-inf"))
         new: dict[str, list[Tensor]] = {"k": [], "v": [], "h": []}
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(cast("Iterable[ELMURLayer]", self.layers)):
             x, k, v = layer.tokens(x, caches["k"][:, i], caches["v"][:, i], mem[:, i],
                                    read_bias[:, i].permute(0, 3, 1, 2), ctx)
             for name, val in (("k", k), ("v", v), ("h", x)):
@@ -469,32 +475,42 @@ class ELMURMemory(Memory):
     def _place(self, p: _Piece, caches: dict, new: dict) -> dict:
         """Copies of the caches with the piece's entries ``new [B, N, L, D]`` at segment positions ph, ph+1, ..."""
         if p.L == 1:
-            b_i, i_i, pos = torch.arange(p.ph.shape[0], device=p.ph.device), 0, p.ph
-        else:
-            b_i, i_i = torch.nonzero(torch.arange(p.L, device=p.ph.device) < p.n[:, None], as_tuple=True)
-            pos = p.ph[b_i] + i_i
-        out = {}
-        for name, c in caches.items():
-            c = c.clone()  # (B, N, K, D): a fresh tensor, the caller's state is never modified
-            c[b_i, :, pos] = new[name][b_i, :, i_i]  # (rows, N, D)
-            out[name] = c
-        return out
+            b_i = torch.arange(p.ph.shape[0], device=p.ph.device)
+            out = {}
+            for name, c in caches.items():
+                c = c.clone()  # (B, N, K, D): a fresh tensor, the caller's state is never modified
+                c[b_i, :, p.ph] = new[name][:, :, 0]  # (B, N, D)
+                out[name] = c
+            return out
+        B, N, K, D = caches["h"].shape
+        i = torch.arange(p.L, device=p.ph.device)
+        pos = torch.where(i < p.n[:, None], p.ph[:, None] + i, K)  # (B, L) cache position; K: padding, dropped
+        idx = pos[:, None, :, None].expand(B, N, p.L, D)
+        # a fresh tensor per cache (the caller's state is never modified), one extra position for the padding
+        return {name: torch.cat([c, c.new_zeros(B, N, 1, D)], 2).scatter(2, idx, new[name])[:, :, :K]
+                for name, c in caches.items()}
 
     def _write(self, p: _Piece, mem: Tensor, anchor: Tensor, seg: Tensor) -> tuple[Tensor, Tensor]:
         """Memory track (4)-(6) of the rows ``p.done``, whose piece completed a segment; ``seg [B, N, K, D]`` holds
         the segment's layer outputs."""
         assert p.done is not None
+        if p.done.dtype == torch.bool:  # a mask (sync-free path): every row computes the write, the done ones keep it
+            new_m, new_a = self._write(p._replace(done=torch.arange(mem.shape[0], device=mem.device)), mem, anchor,
+                                       seg)
+            w = p.done
+            return torch.where(w[:, None, None, None], new_m, mem), torch.where(w[:, None, None], new_a, anchor)
         rows = None if p.done.numel() == mem.shape[0] else p.done  # compute only the rows that write
         m, a, t_end = mem, anchor, p.s0 + p.n - 1  # t_end: step in episode of the segment's last step = anchor
         if rows is not None:
             m, a, seg, t_end = mem[rows], anchor[rows], seg[rows], t_end[rows]
         K = self.segment_len
+        layers = cast("Iterable[ELMURLayer]", self.layers)  # (an nn.ModuleList is typed as holding plain Modules)
         times = t_end[:, None] - (K - 1) + torch.arange(K, device=m.device)  # (R, K) the segment's steps
         now = t_end[:, None, None]
         if not self.lru:  # rewrite every slot
             write_bias = self._rel(a[..., None] - times[:, None, None, :])  # (R, N, M, K, nh)
             new_m = torch.stack([layer.candidates(m[:, i], seg[:, i], write_bias[:, i].permute(0, 3, 1, 2))
-                                 for i, layer in enumerate(self.layers)], 1)  # (R, N, M, D) ũ
+                                 for i, layer in enumerate(layers)], 1)  # (R, N, M, D) ũ
             return self._put(rows, mem, anchor, new_m, now.expand_as(a))
         # (6) paper Alg. 2: one slot per layer is written; slots attend independently in (4)-(5), so only that
         # slot's candidate is computed
@@ -505,7 +521,7 @@ class ELMURMemory(Memory):
         m_j, a_j = m.gather(2, j[..., None].expand(*j.shape, m.shape[-1])), a.gather(2, j)  # (R, N, 1, D), (R, N, 1)
         write_bias = self._rel(a_j[..., None] - times[:, None, None, :])  # (R, N, 1, K, nh)
         cand = torch.stack([layer.candidates(m_j[:, i], seg[:, i], write_bias[:, i].permute(0, 3, 1, 2))
-                            for i, layer in enumerate(self.layers)], 1)  # (R, N, 1, D) ũ of the written slot
+                            for i, layer in enumerate(layers)], 1)  # (R, N, 1, D) ũ of the written slot
         blend = self.lam * cand + (1.0 - self.lam) * m_j
         fill = blend if self.lru_blend_empty else cand
         new_m = torch.where(slot[..., None], torch.where(a_j[..., None] < 0, fill, blend), m)

@@ -32,6 +32,8 @@ step in episode).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -175,7 +177,7 @@ class HCAMMemory(Memory):
         span = span.clamp(min=0).view(B, P * C, 1)
 
         new_recent, new_chunks = [], []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(cast("Iterable[HCAMLayer]", self.layers)):
             hist = torch.cat([recent[:, i], h], 1)  # (B, R+T, D) this layer's inputs
             all_chunks = torch.cat([chunks[:, i], hist.gather(1, span.expand(-1, -1, h.shape[-1])).view(
                 B, P, C, -1)], 1)  # (B, Nc+P, C, D)

@@ -127,6 +127,11 @@ class SATMemory(Memory):
     dropout: dropout on residual branches (training only).
     """
 
+    inv_freq: Tensor  # buffers
+    ama_q: Tensor
+    ama_baseline: Tensor
+    ama_choice: Tensor
+
     def __init__(self, input_size: int, d_model: int = 128, num_layers: int = 2, num_heads: int = 2,
                  capacity: int = 16, num_places: int = 64, place_input: bool = False, read: str = "full",
                  top_k: int = 2, allocation: str = "fifo", ama_epsilon: float = 0.1, ama_lr: float = 0.1,

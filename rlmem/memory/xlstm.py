@@ -26,6 +26,9 @@ State (batch-first, fixed size): per mLSTM block ``b{i}_c [B, NH, DH, DH]``, ``b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -48,7 +51,7 @@ class XLSTMMemory(Memory):
     device: where the memory will run (the policy passes its device), for ``slstm_backend="auto"``.
     """
 
-    def __init__(self, input_size: int, d_model: int = 128, num_blocks: int = 2, slstm_at: list[int] | str = (1,),
+    def __init__(self, input_size: int, d_model: int = 128, num_blocks: int = 2, slstm_at: Sequence[int] | str = (1,),
                  num_heads: int = 4, conv_kernel: int = 4, mlstm_proj_factor: float = 2.0,
                  slstm_ffn_factor: float = 1.3, slstm_backend: str = "auto", dropout: float = 0.0,
                  device: torch.device | str | None = None):
@@ -123,7 +126,7 @@ class XLSTMMemory(Memory):
         ys = []
         for t in range(T):
             keep = (~episode_start[:, t]).to(h.dtype)  # (B,) 0 where an episode starts: the zero state
-            pkg = {}
+            pkg: dict[str, dict[str, Any]] = {}
             for i, kind in enumerate(self.kinds):
                 def z(name: str, i: int = i, keep: Tensor = keep) -> Tensor:
                     v = st[f"b{i}_{name}"]
