@@ -86,6 +86,14 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
+    def broadcast_object(self, obj: object) -> object:
+        """Rank 0's ``obj`` (picklable) on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, device=torch.device(self.comm_device))
+        return box[0]
+
     def gather_objects(self, obj: object) -> list[object]:
         """Every rank's ``obj`` (picklable), in rank order."""
         if not self.distributed:
@@ -137,10 +145,17 @@ class World:
             dist.barrier()
 
 
-def init(device: str = "cpu", timeout_s: float = 1800.0) -> World:
+#: how long a rank waits in a collective call before the run is aborted. Work that only rank 0 does while the others
+#: wait (collecting a missing dataset, periodic evaluation) must fit in it; ``RLMEM_DIST_TIMEOUT_S`` overrides it.
+DEFAULT_TIMEOUT_S = 4 * 3600.0
+
+
+def init(device: str = "cpu", timeout_s: float | None = None) -> World:
     """Join the process group ``torchrun`` describes in the environment, or return a world of one.
 
     The backend is NCCL when ``device`` is CUDA, gloo otherwise."""
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("RLMEM_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from rlmem.distributed import World
 from rlmem.policy import Policy
-from rlmem.run import Progress, Run, plural, rng_state, set_rng_state
+from rlmem.run import Progress, ResumeError, Run, plural, rng_state, set_rng_state
 
 log = logging.getLogger("rlmem")
 
@@ -103,6 +103,10 @@ class Trainer(abc.ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore :meth:`state_dict`'s output."""
 
+    def final_scalars(self) -> dict[str, float]:
+        """Scalars logged once, after the last iteration (e.g. PPO's final MMER)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release envs and workers."""
 
@@ -145,16 +149,20 @@ def train_loop(cfg: Any, trainer: Trainer, policy: Policy, run: Run, world: Worl
     world.broadcast_([*policy.parameters(), *policy.buffers()])  # every rank starts from rank 0's weights
     trainer.setup(policy)
     start = 0
-    ckpt = run.checkpoint_for_resume(world.size) if cfg.resume else None
+    ckpt = _checkpoint_for_resume(run, world) if cfg.resume else None
     if ckpt is not None:
         policy.check_spaces(ckpt["observation_space"], ckpt["action_space"])
         policy.load_state_dict(ckpt["policy"])
         state = ckpt["trainer"]
         trainer.load_state_dict(state)
-        rngs = state.get("rng_ranks") or [state.get("rng")]
-        if len(rngs) == world.size and rngs[world.rank] is not None:
+        rngs = state.get("rng_ranks")
+        if rngs is not None and len(rngs) == world.size:
             set_rng_state(rngs[world.rank])
-        start = state["iteration"]
+        elif world.is_main and state.get("rng") is not None:  # a crash save keeps rank 0's streams only
+            set_rng_state(state["rng"])
+        # checkpoints before the shared loop counted PPO updates as "update" and offline batches as "global_step"
+        start = state.get("iteration", state.get("update", state.get("global_step", 0)))
+        run.step = trainer.progress_at(start)
         log.info("resumed from %s at iteration %d", run.checkpoint_path, start)
     run.open()  # the resume was accepted (or none was asked for): the run's record may be written now
 
@@ -211,8 +219,26 @@ def train_loop(cfg: Any, trainer: Trainer, policy: Policy, run: Run, world: Worl
     finally:
         progress.close()
         trainer.close()
+    run.scalars(run.step, trainer.final_scalars())
     policy.eval()
     return policy
+
+
+def _checkpoint_for_resume(run: Run, world: World) -> dict[str, Any] | None:
+    """The checkpoint to resume from, as rank 0 reads and accepts it, on every rank (ranks need not share a
+    filesystem or agree on a run dir); a refusal is raised on every rank."""
+    if not world.distributed:
+        return run.checkpoint_for_resume(world.size)
+    found: Any = None
+    if world.is_main:
+        try:
+            found = run.checkpoint_for_resume(world.size)
+        except (ResumeError, ValueError, FileNotFoundError) as e:
+            found = e
+    found = world.broadcast_object(found)
+    if isinstance(found, BaseException):
+        raise found
+    return found
 
 
 def evaluate_scalars(cfg: Any, policy: Policy, env_kwargs: dict[str, Any], episodes: int, seed: int

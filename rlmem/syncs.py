@@ -56,7 +56,10 @@ class SyncCounter(TorchFunctionMode):
     """Count host-synchronising tensor calls made inside the block (``count``, and ``calls`` by name).
 
     Inside the block :func:`cpu_fast_path` is false, so the code takes the path it would take on an accelerator.
-    ``.to("cpu")`` is not counted (on CPU it cannot be told from a dtype cast); use ``.cpu()`` in hot paths' tests.
+    Not counted: ``.to("cpu")`` (on CPU it cannot be told from a dtype cast); syncs made inside C++ ops
+    (``torch.bincount`` without ``minlength`` large enough, ``torch.equal``, ``allclose``, one-argument
+    ``torch.where``, ``index_put`` with bool indices) and inside Python-level tensor methods that the mode does not
+    re-enter (``np.asarray(t)``, ``f"{t}"``, ``x in t``). A zero count is evidence, not proof.
     """
 
     def __init__(self) -> None:

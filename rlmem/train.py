@@ -80,7 +80,8 @@ def train(cfg: Any) -> dict[str, Any]:
                          res.mean_return, res.std_return, res.success_rate)
         finally:
             run.close()
-        world.barrier()  # ranks leave together: none tears the group down while another evaluates
+        # no barrier here: after the loop's last collective (the final checkpoint) the other ranks may leave while
+        # rank 0 evaluates, so the evaluation is not bounded by the collective timeout
     finally:
         distributed.shutdown()
     return result

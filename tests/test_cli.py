@@ -29,12 +29,18 @@ def test_misspelt_key_and_wrong_type_fail_clearly(tmp_path):
     assert r.returncode != 0 and "unknown memory 'lsmt'" in r.stderr and "lstm" in r.stderr
 
 
-def test_multirun_puts_each_run_in_its_own_dir(tmp_path):
+def test_multirun_puts_each_run_in_its_own_dir_and_resumes_there(tmp_path):
     r = run("-m", "model=mlp,gru", "seed=0,1", *TINY, f"run_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     ckpts = sorted(tmp_path.glob("*/checkpoints/latest.pt"))
     assert len(ckpts) == 4, [str(c) for c in tmp_path.iterdir()]
     assert len({c.parent.parent for c in ckpts}) == 4
+    # the same sweep extended with resume=true continues each run in its own dir
+    extended = [a.replace("algo.total_steps=256", "algo.total_steps=512") for a in TINY]
+    r = run("-m", "model=mlp,gru", "seed=0,1", *extended, "resume=true", f"run_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(tmp_path.glob("*/checkpoints/latest.pt")) == ckpts
+    assert r.stdout.count("resumed from") == 4
 
 
 def test_user_errors_end_with_one_line(tmp_path):

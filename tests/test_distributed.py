@@ -54,6 +54,40 @@ def _worker(rank: int, world: int, port: int, overrides: list[list[str]], out: s
     distributed.shutdown()
 
 
+def _agree(rank: int, world: int, port: int, out: str) -> None:
+    """The agreement primitives with rank-dependent inputs."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from rlmem import distributed
+
+    w = distributed.init("cpu")
+    lin = torch.nn.Linear(2, 1)
+    w.broadcast_(lin.parameters())  # rank 0's initial weights everywhere
+    used, unused = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    used.grad = torch.full((2,), float(rank + 1)) if rank == 1 else None  # a gradient on rank 1 only
+    w.average_gradients([used, unused])
+    result = {"any": w.any(rank == 0), "mean": float(w.mean(torch.tensor(float(rank)))), "max": w.max_int(rank * 3),
+              "grad": used.grad.tolist(), "unused": unused.grad is None, "weight": lin.weight.detach().tolist(),
+              "object": w.broadcast_object({"rank": rank}), "gathered": w.gather_objects(rank)}
+    torch.save(result, Path(out) / f"agree{rank}.pt")
+    distributed.shutdown()
+
+
+def test_ranks_agree_on_flags_means_gradients_and_weights(tmp_path):
+    ctx = mp.start_processes(_agree, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the agreement primitives hang")
+    r0, r1 = (torch.load(tmp_path / f"agree{r}.pt") for r in (0, 1))
+    assert r0 == r1  # every rank sees the same values
+    assert r0["any"] and r0["mean"] == 0.5 and r0["max"] == 3 and r0["object"] == {"rank": 0}
+    assert r0["gathered"] == [0, 1]
+    assert r0["grad"] == [1.0, 1.0] and r0["unused"]  # (0 + 2) / 2 where only rank 1 had one; None stays None
+
+
 def spawn(world: int, overrides: list[list[str]], out: Path, timeout: float = 240.0) -> list[dict]:
     ctx = mp.start_processes(_worker, args=(world, _free_port(), overrides, str(out)), nprocs=world, join=False,
                              start_method="spawn")

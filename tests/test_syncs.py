@@ -40,7 +40,7 @@ def test_a_rollout_step_makes_no_host_sync(cfg_factory, memory, env):
     assert syncs.count == 0, dict(syncs.calls)
 
 
-@pytest.mark.parametrize("memory", ["elmur", "hcam", "sat", "xlstm"])
+@pytest.mark.parametrize("memory", ["elmur", "sat"])  # the memories with a CPU-only fast path
 @pytest.mark.parametrize("chunks", [[1] * 12, [5, 7], [12]])
 def test_sync_free_paths_compute_what_the_cpu_paths_do(memory, chunks):
     """The paths taken on accelerators (and on CPU inside SyncCounter) give the CPU paths' outputs, step by step
@@ -67,5 +67,23 @@ def test_sync_free_paths_compute_what_the_cpu_paths_do(memory, chunks):
     with SyncCounter() as syncs:
         strict = run()
     torch.testing.assert_close(strict, fast, rtol=1e-5, atol=1e-5)
-    # a multi-step ELMUR call plans its pieces with one sync (their lengths are shapes); the others make none
+    # a multi-step ELMUR call plans its pieces with one sync (their lengths are shapes); SAT makes none
     assert syncs.count == (sum(n > 1 for n in chunks) if memory == "elmur" else 0), dict(syncs.calls)
+
+
+def test_xlstm_pointwise_step_is_the_packages_without_the_sync():
+    from xlstm.blocks.slstm.src.vanilla.slstm import slstm_forward_pointwise
+
+    from rlmem.memory.xlstm import _slstm_pointwise
+
+    torch.manual_seed(0)
+    B, H = 3, 8
+    wx, ry, b = torch.randn(B, 4 * H), torch.randn(B, 4 * H), torch.randn(1, 4 * H)
+    for states in (torch.randn(4, B, H), torch.zeros(4, B, H)):  # both branches of the package's `if all(n == 0)`
+        ours = _slstm_pointwise(wx, ry, b, states, {})
+        theirs = slstm_forward_pointwise(wx, ry, b, states, {})
+        for a, t in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, t, rtol=0, atol=0)
+    with SyncCounter() as syncs:
+        _slstm_pointwise(wx, ry, b, torch.zeros(4, B, H), {})
+    assert syncs.count == 0

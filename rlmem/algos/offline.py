@@ -52,8 +52,8 @@ def bc_loss(dist: Dist, actions: Tensor, mask: Tensor, kind: str, discrete: bool
             count: Tensor | float | None = None) -> dict[str, Tensor]:
     """Masked behaviour-cloning loss over ``[B, K]`` steps; ``loss_*`` terms are summed by the trainer.
 
-    ``count``: the normaliser (default: this batch's valid steps, ``mask.sum()``)."""
-    n = (mask.sum() if count is None else torch.as_tensor(count, dtype=mask.dtype, device=mask.device)).clamp(min=1)
+    ``count``: the normaliser (default: this batch's valid steps, ``mask.sum()``, at least 1)."""
+    n = mask.sum().clamp(min=1) if count is None else torch.as_tensor(count, dtype=mask.dtype, device=mask.device)
     if kind == "mse":
         err = (dist.mode() - actions).square()
         per_step = err.flatten(2).sum(-1) if err.dim() > 2 else err
@@ -90,7 +90,7 @@ class Batch:
     actions: Tensor  # (B, S*K, ...)
     lengths: Tensor  # (B,) valid steps per trajectory
     segments: int  # segments the longest trajectory of the *global* batch needs (the same on every rank)
-    counts: list[float]  # valid steps of the global batch in each segment, divided by world size
+    counts: list[float]  # valid steps of the global batch in each segment (at least 1), divided by world size
 
 
 class OfflineTrainer(Trainer):
@@ -163,7 +163,7 @@ class OfflineTrainer(Trainer):
         idx = idx_all[self.world.rank * B:(self.world.rank + 1) * B]
         len_all = self.lengths_cpu[idx_all]
         segments = min(self.S, math.ceil(int(len_all.max()) / K))
-        counts = [float((len_all - s * K).clamp(0, K).sum()) / W for s in range(segments)]
+        counts = [max(float((len_all - s * K).clamp(0, K).sum()), 1.0) / W for s in range(segments)]
         idx = idx.to(self.device)
         return Batch(tree_map(lambda o: o[idx], self.data_obs), self.data_act[idx], self.lengths[idx], segments,
                      counts)

@@ -271,6 +271,9 @@ class PPOTrainer(Trainer):
             scalars["charts/success_rate"] = postfix["succ"] = ep["success_sum"] / ep["success_n"]
         return Summary(scalars, postfix, score)
 
+    def final_scalars(self) -> dict[str, float]:
+        return {"charts/final_mmer": self.mmer} if math.isfinite(self.mmer) else {}
+
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "mmer": self.mmer}
 
