@@ -75,6 +75,7 @@ class PrevActionReward(gym.Wrapper):
         self.prev_action, self.prev_reward = prev_action, prev_reward
         self.observation_space = _obs_space(env.observation_space, env.action_space, prev_action, prev_reward)
         self._null = null_action(env.action_space)
+        self._recorded = prev_action_space(env.action_space)  # (also when only the reward is observed)
 
     def _wrap(self, obs: Any, action: np.ndarray, reward: float) -> dict[str, Any]:
         out: dict[str, Any] = {OBS: obs}
@@ -100,8 +101,7 @@ class PrevActionReward(gym.Wrapper):
             return np.int64(np.asarray(action).item())  # type: ignore[return-value]
         if isinstance(space, spaces.MultiDiscrete):
             return np.array(action, dtype=np.int64).reshape(space.shape)
-        obs_space = cast(spaces.Dict, self.observation_space)  # what _obs_space built
-        box = cast(spaces.Box, obs_space[PREV_ACTION])  # Box actions: a Box (prev_action_space)
+        box = cast(spaces.Box, self._recorded)  # Box actions: a Box (prev_action_space)
         return np.clip(np.asarray(action, dtype=np.float32).reshape(space.shape), box.low, box.high)
 
 
@@ -156,7 +156,7 @@ class VecPrevActionReward(VecEnvWrapper):
         self._null = null.expand(self.num_envs, *null.shape)
         self._discrete = isinstance(space, spaces.Discrete | spaces.MultiDiscrete)
         if not self._discrete:
-            box = cast(spaces.Box, self.single_observation_space[PREV_ACTION])  # Box actions: a Box
+            box = cast(spaces.Box, prev_action_space(space))  # Box actions: a Box (also without prev_action)
             self._low = torch.as_tensor(box.low, device=self.device)
             self._high = torch.as_tensor(box.high, device=self.device)
 

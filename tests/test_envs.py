@@ -150,6 +150,22 @@ def test_prev_action_box_and_reset() -> None:
     np.testing.assert_array_equal(obs["prev_action"], [0.0])
 
 
+def test_prev_reward_alone_with_box_actions() -> None:
+    """Only the reward observed (no previous action) on a Box action space, gym and torch-batched wrappers."""
+    from envs.wrappers import VecPrevActionReward
+
+    env = gym.make("rlmem/PositionOnlyPendulumEasy-v0", prev_reward=True)
+    assert "prev_action" not in env.observation_space.spaces
+    env.reset(seed=0)
+    obs, reward, *_ = env.step(np.array([1.0], dtype=np.float32))
+    np.testing.assert_allclose(obs["prev_reward"], [reward])
+    vec = VecPrevActionReward(envs.make_vec("rlmem/PositionOnlyPendulumEasy-v0", 2), prev_action=False,
+                              prev_reward=True)
+    vec.reset(seed=0)
+    obs, reward, *_ = vec.step(torch.ones(2, 1))
+    torch.testing.assert_close(obs["prev_reward"][:, 0], reward)
+
+
 # -- T-Maze dynamics ------------------------------------------------------------------------------
 
 
