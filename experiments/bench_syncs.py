@@ -36,7 +36,7 @@ def count(memory: str, steps: int = 24) -> dict:
                                            "algo.num_envs=16", f"algo.num_steps={steps}", "algo.seq_len=8",
                                            "run_dir=unused", "progress=false"])
     torch.manual_seed(0)
-    collector = RolloutCollector(cfg, rank=0, world_size=1)
+    collector = RolloutCollector(cfg)
     policy = build_policy(cfg, collector.observation_space, collector.action_space, collector.env_kwargs)
     collector.start(policy, seed=0)
     for _ in range(steps // 2):  # warm up: fill caches and memories, end some episodes

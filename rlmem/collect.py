@@ -19,7 +19,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from rlmem.collection import collect_dataset, collect_episodes
+from rlmem.collection import collect_dataset, collect_episodes, resolve_policy
 from rlmem.config import EnvConfig, register_configs
 
 __all__ = ["CollectConfig", "collect", "collect_episodes", "main"]
@@ -48,16 +48,8 @@ class CollectConfig:
 def collect(cfg: Any) -> Path:
     """Collect and write the dataset described by a ``CollectConfig`` (or a mapping of its fields, missing
     ones taking their defaults); returns its path."""
-    from rlmem.checkpoint import load_policy
-
     cfg = OmegaConf.merge(OmegaConf.structured(CollectConfig), cfg)  # defaults and type checks
-    policy = None
-    if cfg.checkpoint or cfg.policy == "checkpoint":
-        if not cfg.checkpoint:
-            raise ValueError("policy=checkpoint needs checkpoint=PATH")
-        policy = load_policy(cfg.checkpoint, cfg.device)
-    elif cfg.policy != "oracle":
-        raise ValueError(f"policy must be 'oracle' or 'checkpoint', got {cfg.policy!r}")
+    policy = resolve_policy(cfg.policy, cfg.checkpoint, cfg.device)
     return collect_dataset(
         cfg.env.id, dict(cfg.env.kwargs), cfg.dataset_id, cfg.episodes, policy, grid=dict(cfg.grid),
         data_dir=cfg.data_dir, backend=cfg.env.backend, asynchronous=cfg.env.asynchronous, num_envs=cfg.num_envs,

@@ -115,20 +115,26 @@ def collect_dataset(
     return path
 
 
+def resolve_policy(policy: str, checkpoint: str | None, device: str | torch.device = "cpu") -> Any:
+    """The policy a collection spec names: None for the env's oracle, or the trained policy at ``checkpoint``
+    (a checkpoint implies ``policy=checkpoint``)."""
+    if checkpoint or policy == "checkpoint":
+        if not checkpoint:
+            raise ValueError("policy=checkpoint needs checkpoint=PATH")
+        from rlmem.checkpoint import load_policy
+
+        return load_policy(checkpoint, device)
+    if policy != "oracle":
+        raise ValueError(f"policy must be 'oracle' or 'checkpoint', got {policy!r}")
+    return None
+
+
 def ensure_dataset(env: Any, dataset_id: str, data_dir: str, spec: Any, device: str = "cpu") -> None:
     """Collect dataset ``dataset_id`` as ``spec`` (``rlmem.config.CollectSpec``) says, when it is missing and a
     spec is given; ``env`` is the run's ``EnvConfig``."""
     if dataset_exists(dataset_id, data_dir) or spec is None:
         return
-    policy = None
-    if spec.policy == "checkpoint" or spec.checkpoint:
-        if not spec.checkpoint:
-            raise ValueError("algo.collect.policy=checkpoint needs algo.collect.checkpoint=PATH")
-        from rlmem.checkpoint import load_policy
-
-        policy = load_policy(spec.checkpoint, device)
-    elif spec.policy != "oracle":
-        raise ValueError(f"algo.collect.policy must be 'oracle' or 'checkpoint', got {spec.policy!r}")
+    policy = resolve_policy(spec.policy, spec.checkpoint, device)
     log.info("dataset %s is missing: collecting %d episodes with %s", dataset_id, spec.episodes, spec.policy)
     collect_dataset(env.id, dict(env.kwargs), dataset_id, spec.episodes, policy, grid=dict(spec.grid),
                     data_dir=data_dir, backend=env.backend, asynchronous=env.asynchronous, num_envs=spec.num_envs,

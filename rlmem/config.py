@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rlmem.encoders import EncoderConfig
 
@@ -117,6 +117,12 @@ class TrainConfig:
     eval_episodes: int = 100  # deterministic evaluation episodes after training (0 = none)
     time_budget_s: float | None = None  # stop training after this many seconds of this invocation (the update
     # in progress finishes, is saved and evaluated); None: run all updates. Schedules keep their full length.
+
+
+def as_dataclass(node: Any) -> Any:
+    """A config group node as its plain dataclass: ``DictConfig`` attribute access costs ~50 us, too slow for
+    per-step loops."""
+    return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
 
 
 def register_configs() -> None:

@@ -78,14 +78,6 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t / self.size
 
-    def max_int(self, value: int) -> int:
-        """The largest ``value`` over ranks."""
-        if not self.distributed:
-            return value
-        t = torch.tensor([value], dtype=torch.int64, device=self.comm_device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
-
     def broadcast_object(self, obj: object) -> object:
         """Rank 0's ``obj`` (picklable) on every rank."""
         if not self.distributed:

@@ -30,8 +30,9 @@ import torch
 from torch import Tensor
 
 from rlmem.distributed import World
+from rlmem.evaluation import EvalResult
 from rlmem.policy import Policy
-from rlmem.run import Progress, ResumeError, Run, plural, rng_state, set_rng_state
+from rlmem.run import Progress, Run, plural, rng_state, set_rng_state
 
 log = logging.getLogger("rlmem")
 
@@ -86,7 +87,7 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def update(self, policy: Policy, batch: Any, iteration: int) -> Metrics:
-        """Learn from ``batch``; gradients go through ``self.optimize`` (averaged over ranks)."""
+        """Learn from ``batch``; optimiser steps go through :func:`optimize` (gradients averaged over ranks)."""
 
     @abc.abstractmethod
     def summarize(self, totals: dict[str, float], iteration: int) -> Summary:
@@ -111,11 +112,11 @@ class Trainer(abc.ABC):
         """Release envs and workers."""
 
 
-def build_policy(cfg: Any, observation_space: gym.Space, action_space: gym.Space,
-                 env_kwargs: dict[str, Any], device: torch.device | str | None = None) -> Policy:
-    """The policy a run config describes (``cfg.model``, ``cfg.env``) for the given spaces."""
+def build_policy(cfg: Any, observation_space: gym.Space, action_space: gym.Space, env_kwargs: dict[str, Any]
+                 ) -> Policy:
+    """The policy a run config describes (``cfg.model``, ``cfg.env``, ``cfg.device``) for the given spaces."""
     return Policy.from_config(cfg.model, observation_space, action_space, env_id=cfg.env.id, env_kwargs=env_kwargs,
-                              place_key=cfg.env.place_key, device=device if device is not None else cfg.device)
+                              place_key=cfg.env.place_key, device=cfg.device)
 
 
 def optimize(world: World, policy: Policy, optimizer: torch.optim.Optimizer, loss: Tensor,
@@ -199,7 +200,7 @@ def train_loop(cfg: Any, trainer: Trainer, policy: Policy, run: Run, world: Worl
             if last:
                 policy.memory.on_train_end()
             if eval_every and (done % eval_every == 0 or last) and world.is_main:
-                scalars |= evaluate_scalars(cfg, policy, trainer.env_kwargs, cfg.algo.eval_episodes, cfg.seed + done)
+                scalars |= eval_scalars(evaluate(cfg, policy, cfg.algo.eval_episodes, cfg.seed + done))
                 summary.postfix |= {k.split("/")[1]: v for k, v in scalars.items() if k.startswith("eval/")}
             rate = progress.update(trainer.progress_at(done), summary.postfix)
             scalars[f"perf/{plural(trainer.unit)}_per_s"] = rate
@@ -233,7 +234,7 @@ def _checkpoint_for_resume(run: Run, world: World) -> dict[str, Any] | None:
     if world.is_main:
         try:
             found = run.checkpoint_for_resume(world.size)
-        except (ResumeError, ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError) as e:  # ResumeError included
             found = e
     found = world.broadcast_object(found)
     if isinstance(found, BaseException):
@@ -241,18 +242,23 @@ def _checkpoint_for_resume(run: Run, world: World) -> dict[str, Any] | None:
     return found
 
 
-def evaluate_scalars(cfg: Any, policy: Policy, env_kwargs: dict[str, Any], episodes: int, seed: int
-                     ) -> dict[str, float]:
-    """Deterministic evaluation in the real env, as ``eval/*`` scalars."""
+def evaluate(cfg: Any, policy: Policy, episodes: int, seed: int) -> EvalResult:
+    """Deterministic evaluation in the run's env with the policy's own env kwargs (a trainer may add some, e.g.
+    offline ``rtg_target``), in eval mode (no dropout)."""
     from rlmem.evaluation import evaluate_env
 
     was_training = policy.training
-    policy.eval()  # no dropout while evaluating
+    policy.eval()
     try:
-        res, _ = evaluate_env(policy, cfg.env.id, env_kwargs, episodes, backend=cfg.env.backend,
+        res, _ = evaluate_env(policy, cfg.env.id, dict(policy.env_kwargs), episodes, backend=cfg.env.backend,
                               asynchronous=cfg.env.asynchronous, num_envs=cfg.env.eval_envs, seed=seed)
     finally:
         policy.train(was_training)
+    return res
+
+
+def eval_scalars(res: EvalResult) -> dict[str, float]:
+    """An evaluation as ``eval/*`` scalars."""
     out = {"eval/mean_return": res.mean_return}
     if res.success_rate is not None:
         out["eval/success_rate"] = res.success_rate

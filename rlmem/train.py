@@ -40,7 +40,7 @@ def train(cfg: Any) -> dict[str, Any]:
     import envs  # noqa: F401  (registers rlmem env ids)
     from rlmem import distributed
     from rlmem.algos import TRAINERS
-    from rlmem.loop import build_policy, train_loop
+    from rlmem.loop import build_policy, eval_scalars, evaluate, train_loop
     from rlmem.run import Run, seed_everything
 
     if cfg.algo.name not in TRAINERS:
@@ -64,18 +64,10 @@ def train(cfg: Any) -> dict[str, Any]:
             policy = train_loop(cfg, trainer, policy, run, world)
             result: dict[str, Any] = {}
             if cfg.eval_episodes > 0 and world.is_main:
-                # the policy's own env kwargs: a trainer may add some (e.g. offline rtg_target)
-                from rlmem.evaluation import evaluate_env
-
-                res, _ = evaluate_env(policy, cfg.env.id, dict(policy.env_kwargs), cfg.eval_episodes,
-                                      backend=cfg.env.backend, asynchronous=cfg.env.asynchronous,
-                                      num_envs=cfg.env.eval_envs, seed=cfg.seed + 10_000)
+                res = evaluate(cfg, policy, cfg.eval_episodes, cfg.seed + 10_000)
                 result = res.as_dict()
                 run.write_json("eval.json", result)
-                scal = {"eval/mean_return": res.mean_return}
-                if res.success_rate is not None:
-                    scal["eval/success_rate"] = res.success_rate
-                run.scalars(run.step, scal)
+                run.scalars(run.step, eval_scalars(res))
                 log.info("evaluation over %d episodes: return %.3f +- %.3f, success %s", res.episodes,
                          res.mean_return, res.std_return, res.success_rate)
         finally:

@@ -111,3 +111,12 @@ def test_slurm_launcher_config_composes():
             initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         compose("config", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partiton=gpu", "run_dir=x"],
                 return_hydra_config=True)
+
+
+def test_sweep_dir_names_leave_out_every_key_a_resume_may_change():
+    from omegaconf import OmegaConf
+
+    from rlmem.run import RESUMABLE_CHANGES
+
+    hydra = OmegaConf.load(ROOT / "conf" / "config.yaml").hydra
+    assert RESUMABLE_CHANGES <= set(hydra.job.config.override_dirname.exclude_keys)

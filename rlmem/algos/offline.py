@@ -33,11 +33,11 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from envs import make_vec
 from rlmem.collection import ensure_dataset
+from rlmem.config import OfflineConfig, as_dataclass
 from rlmem.data import Trajectories, load_trajectories
 from rlmem.distributed import World
 from rlmem.heads import Dist
@@ -100,12 +100,13 @@ class OfflineTrainer(Trainer):
 
     @classmethod
     def prepare(cls, cfg: Any) -> None:
-        algo = _as_object(cfg.algo)
+        algo = as_dataclass(cfg.algo)
         ensure_dataset(cfg.env, algo.dataset_id, algo.data_dir, algo.collect, cfg.device)
 
     def __init__(self, cfg: Any, world: World):
-        self.cfg, self.world = cfg, world
-        self.algo = algo = _as_object(cfg.algo)
+        self.world = world
+        self.algo: OfflineConfig = as_dataclass(cfg.algo)
+        algo = self.algo
         if not algo.detach and algo.step_per_segment:
             raise ValueError("algo.detach=false backpropagates through the whole trajectory: it needs "
                              "algo.step_per_segment=false (one optimizer step per batch)")
@@ -147,7 +148,7 @@ class OfflineTrainer(Trainer):
 
     def setup(self, policy: Policy) -> None:
         algo = self.algo
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, betas=tuple(algo.betas),
+        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, betas=(algo.betas[0], algo.betas[1]),
                                            weight_decay=algo.weight_decay)
         # Scheduled per update (batch), not per optimizer step: batches of short trajectories fill fewer
         # segments, so steps per batch vary while the schedule must not.
@@ -215,9 +216,6 @@ class OfflineTrainer(Trainer):
         if "sampler" in state:
             self.gen.set_state(state["sampler"])
 
-
-def _as_object(node: Any) -> Any:
-    return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
 
 
 def _fit_time(x: Tensor, length: int) -> Tensor:

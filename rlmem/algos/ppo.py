@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from envs import make_vec
-from rlmem.config import PPOConfig
+from rlmem.config import PPOConfig, as_dataclass
 from rlmem.distributed import World
 from rlmem.loop import Metrics, Summary, Trainer, optimize
 from rlmem.memory import State
@@ -117,11 +116,11 @@ class RolloutCollector:
 
     Args:
         cfg: the run config (``env``, ``algo``, ``device``, ``seed``).
-        rank, world_size: this process's place among the training processes (its env rows' seeds).
+        rank: this process's place among the training processes (its env rows' seeds).
     """
 
-    def __init__(self, cfg: Any, rank: int = 0, world_size: int = 1):
-        self.algo: PPOConfig = _as_object(cfg.algo)
+    def __init__(self, cfg: Any, rank: int = 0):
+        self.algo: PPOConfig = as_dataclass(cfg.algo)
         check_config(self.algo)
         self.device = torch.device(cfg.device)
         self.env_kwargs = dict(cfg.env.kwargs)
@@ -192,8 +191,8 @@ class PPOTrainer(Trainer):
 
     def __init__(self, cfg: Any, world: World):
         self.cfg, self.world = cfg, world
-        self.algo = algo = _as_object(cfg.algo)
-        self.collector = RolloutCollector(cfg, world.rank, world.size)
+        self.algo = algo = as_dataclass(cfg.algo)
+        self.collector = RolloutCollector(cfg, world.rank)
         self.observation_space = self.collector.observation_space
         self.action_space = self.collector.action_space
         self.env_kwargs = self.collector.env_kwargs
@@ -284,7 +283,3 @@ class PPOTrainer(Trainer):
     def close(self) -> None:
         self.collector.close()
 
-
-def _as_object(node: Any) -> Any:
-    # A plain dataclass: DictConfig attribute access costs ~50 us, too slow for the per-step loop.
-    return OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
