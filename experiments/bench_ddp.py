@@ -9,12 +9,14 @@ Each rank keeps its per-rank batch, so 2 processes do twice the work per iterati
 throughput(2) / throughput(1), target >= 1.7 (85% efficiency). The time of an iteration is what rank 0 logs
 (``perf/collect_s + perf/update_s``: it waits for the other rank at every collective, so it is the pace of the
 whole run); the median over the iterations after the first two is taken, so process start, imports and
-construction do not count. Each configuration is run ``--repeats`` times, alternating, and the best repeat is
-reported. A third configuration runs 2 independent single-process trainings at the same time: the slower one's pace
-is the most the machine allows 2 processes (cores shared with the host, memory bandwidth), so the data-parallel
-run's own cost (communication, waiting) is the gap between that ceiling and the torchrun figure.
+construction do not count. Each configuration is run ``--repeats`` times, alternating; the scaling of each repeat
+(its own 1- and 2-process runs, back to back) is reported, and their median. A third configuration runs 2
+independent single-process trainings at the same time: the slower one's pace is the most the machine allows 2
+processes (cores shared with the host, memory bandwidth), so the data-parallel run's own cost (communication,
+waiting) is the gap between that ceiling and the torchrun figure.
 
-    python experiments/bench_ddp.py [--iters-ppo 20] [--iters-offline 10] [--repeats 2] [--out bench_ddp]
+    python experiments/bench_ddp.py [--iters-ppo 20] [--iters-offline 10] [--repeats 3] [--out bench_ddp]
+    python experiments/bench_ddp.py --table-only   # redraw the table from the JSON
 
 Writes experiments/results/<out>.json and .md.
 """
@@ -81,9 +83,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters-ppo", type=int, default=20)
     ap.add_argument("--iters-offline", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench_ddp")
+    ap.add_argument("--table-only", action="store_true", help="redraw the table from <out>.json")
     args = ap.parse_args()
+    if args.table_only:
+        table(json.loads((RESULTS / f"{args.out}.json").read_text())["rows"], RESULTS / f"{args.out}.md")
+        return
 
     from rlmem.collection import ensure_dataset  # the offline experiment's dataset, once, outside the timing
     from rlmem.config import register_configs
@@ -111,27 +117,28 @@ def main() -> None:
                          "batches_per_s": 1 / s, "trajectories_per_s": procs * 128 / s})
             print(rows[-1], flush=True)
 
-    def best(trainer: str, procs: int, key: str, indep: bool = False) -> float:  # the least disturbed repeat
-        return max(r[key] for r in rows if r["trainer"] == trainer and r["procs"] == procs
-                   and r["independent"] == indep)
-
-    ppo = {p: best("ppo", p, "steps_per_s") for p in (1, 2)}
-    off = {p: best("offline", p, "trajectories_per_s") for p in (1, 2)}
-    ceiling = {"ppo": best("ppo", 2, "steps_per_s", True) / ppo[1],
-               "offline": best("offline", 2, "trajectories_per_s", True) / off[1]}
-    scaling = {"ppo": ppo[2] / ppo[1], "offline": off[2] / off[1]}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"cores": os.cpu_count(), "machine": platform.processor() or platform.machine(), "rows": rows,
-            "scaling": scaling, "independent_ceiling": ceiling}
+    meta = {"cores": os.cpu_count(), "machine": platform.processor() or platform.machine(), "rows": rows}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(meta, indent=2))
-    lines = ["| trainer | 1 process | 2 processes (torchrun) | scaling (target >= 1.7) "
-             "| 2 independent processes, same machine (ceiling) |", "|---|---|---|---|---|",
-             f"| LSTM-PPO, torch T-Maze, env steps/s | {ppo[1]:,.0f} | {ppo[2]:,.0f} | {scaling['ppo']:.2f}x "
-             f"| {ceiling['ppo']:.2f}x |",
-             f"| offline ELMUR T-Maze, trajectories/s | {off[1]:,.0f} | {off[2]:,.0f} | {scaling['offline']:.2f}x "
-             f"| {ceiling['offline']:.2f}x |",
-             f"| offline ELMUR T-Maze, batches/s (128 per rank) | {off[1] / 128:.2f} | {off[2] / 256:.2f} | | |"]
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    table(rows, RESULTS / f"{args.out}.md")
+
+
+def table(rows: list[dict], out: Path) -> None:
+    """Scaling per repeat (the 1-process and 2-process runs of one repeat ran back to back), then its median."""
+    lines = ["| trainer | 1 process | 2 processes (torchrun) | scaling (target >= 1.7), per repeat -> median "
+             "| 2 independent processes (ceiling), median |", "|---|---|---|---|---|"]
+    for trainer, what in (("ppo", "LSTM-PPO, torch T-Maze, env steps/s"),
+                          ("offline", "offline ELMUR T-Maze, trajectories/s")):
+        mine = [r for r in rows if r["trainer"] == trainer]
+        one, two, free = ([r["s_per_iter"] for r in mine if (r["procs"], r["independent"]) == c]
+                          for c in ((1, False), (2, False), (2, True)))
+        scale = [2 * a / b for a, b in zip(one, two, strict=True)]
+        ceiling = [2 * a / b for a, b in zip(one, free, strict=True)]
+        per = 32 * 64 if trainer == "ppo" else 128
+        lines.append(f"| {what} | {per / statistics.median(one):,.0f} | {2 * per / statistics.median(two):,.0f} "
+                     f"| {' / '.join(f'{x:.2f}' for x in scale)} -> {statistics.median(scale):.2f}x "
+                     f"| {statistics.median(ceiling):.2f}x |")
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
