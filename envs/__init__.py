@@ -1,4 +1,4 @@
-"""rlmem environments: T-Maze and Rooms (gym + torch-batched), POPGym adapters, MuJoCo vision manipulation
+"""rlmem environments: T-Maze, Rooms and POPGym (gym + torch-batched), MuJoCo vision manipulation
 tasks (``envs.manipulation``), one vector-env entry point.
 
 Importing ``envs`` registers ``rlmem/TMaze-v0``, ``rlmem/Rooms-v0``, ``rlmem/<PopgymClass>-v0`` and
@@ -18,7 +18,8 @@ import gymnasium as gym
 import torch
 
 from envs.manipulation import make_manipulation, register_manipulation
-from envs.popgym import make_popgym, register_popgym
+from envs.popgym import make_popgym, popgym_id, register_popgym
+from envs.popgym_torch import TORCH_POPGYM
 from envs.rooms import RoomsEnv, RoomsVec
 from envs.tmaze import TMazeEnv, TMazeVec
 from envs.vector import GymVecEnv, VecEnv
@@ -56,8 +57,9 @@ __all__ = [
 TMAZE_ID = "rlmem/TMaze-v0"
 ROOMS_ID = "rlmem/Rooms-v0"
 
-#: env id -> torch-batched class taking ``(num_envs, device=..., **env kwargs)``
-TORCH_VEC_ENVS: dict[str, type] = {TMAZE_ID: TMazeVec, ROOMS_ID: RoomsVec}
+#: env id -> torch-batched class taking ``(num_envs, device=..., **env kwargs)``: T-Maze, Rooms, every POPGym env
+TORCH_VEC_ENVS: dict[str, type] = {
+    TMAZE_ID: TMazeVec, ROOMS_ID: RoomsVec, **{popgym_id(name): cls for name, cls in TORCH_POPGYM.items()}}
 
 BACKENDS = ("auto", "torch", "gym")
 _WRAPPER_KWARGS = ("prev_action", "prev_reward")
@@ -167,14 +169,16 @@ def make_vec(
 
     if env_id not in TORCH_VEC_ENVS:
         raise ValueError(
-            f"No torch-batched implementation of {env_id!r}; available: {sorted(TORCH_VEC_ENVS)}. "
-            "Use backend='gym' (or 'auto')."
+            f"No torch-batched implementation of {env_id!r} (there are for T-Maze, Rooms and every POPGym id: "
+            "envs.TORCH_VEC_ENVS). Use backend='gym' (or 'auto')."
         )
     if "place_from_info" in kwargs:
         raise ValueError("place_from_info wraps gymnasium envs: use backend='gym', or an observation key of the "
                          "torch env as env.place_key")
     cls = TORCH_VEC_ENVS[env_id]
     wrap = {k: bool(kwargs.pop(k)) for k in _WRAPPER_KWARGS if k in kwargs}
+    if getattr(cls, "obs_requires_prev_action", False):  # as envs.popgym does for the gym backend
+        wrap["prev_action"] = True
     rtg_target = kwargs.pop("rtg_target", None)
     accepted = set(inspect.signature(cls).parameters) - {"num_envs", "device"}
     unknown = sorted(set(kwargs) - accepted)

@@ -92,11 +92,8 @@ class EpisodeStats:
 
     def update(self, reward: Tensor, done: Tensor) -> tuple[Tensor, Tensor]:
         """Adds a step; returns (episode_return, episode_length) valid where ``done``."""
-        self.returns += reward
-        self.lengths += 1
-        ep_ret, ep_len = self.returns.clone(), self.lengths.clone()
-        self.returns.masked_fill_(done, 0.0)
-        self.lengths.masked_fill_(done, 0)
+        ep_ret, ep_len = self.returns + reward, self.lengths + 1  # new tensors: callers keep them
+        self.returns, self.lengths = ep_ret.masked_fill(done, 0.0), ep_len.masked_fill(done, 0)
         return ep_ret, ep_len
 
 

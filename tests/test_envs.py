@@ -86,7 +86,8 @@ def test_registered_ids() -> None:
     assert len(POPGYM_IDS) == 42
     assert set(POPGYM_IDS) <= set(ids)
     assert ids == sorted(ids) and all(i.startswith("rlmem/") for i in ids)
-    assert envs.TORCH_VEC_ENVS == {"rlmem/TMaze-v0": TMazeVec, "rlmem/Rooms-v0": envs.RoomsVec}
+    assert envs.TORCH_VEC_ENVS["rlmem/TMaze-v0"] is TMazeVec and envs.TORCH_VEC_ENVS["rlmem/Rooms-v0"] is envs.RoomsVec
+    assert set(envs.TORCH_VEC_ENVS) == {"rlmem/TMaze-v0", "rlmem/Rooms-v0", *POPGYM_IDS}
 
 
 def _check(env: gym.Env) -> None:
@@ -462,7 +463,7 @@ def test_forced_clue() -> None:
 )
 def test_gym_vec_env_final_obs_and_flags(env_id: str, steps: int, ends_by: str) -> None:
     n, seed = 3, 7
-    venv = make_vec(env_id, n)
+    venv = make_vec(env_id, n, backend="gym")
     assert isinstance(venv, GymVecEnv)
     ref = [gym.make(env_id) for _ in range(n)]
     ref_obs = [e.reset(seed=seed + i)[0] for i, e in enumerate(ref)]
@@ -497,11 +498,13 @@ def test_gym_vec_env_final_obs_and_flags(env_id: str, steps: int, ends_by: str) 
 def test_make_vec_backends_and_errors() -> None:
     assert isinstance(make_vec("rlmem/TMaze-v0", 2), TMazeVec)
     assert isinstance(make_vec("rlmem/TMaze-v0", 2, backend="gym"), GymVecEnv)
-    assert isinstance(make_vec("rlmem/RepeatFirstEasy-v0", 2), GymVecEnv)
+    assert type(make_vec("rlmem/RepeatFirstEasy-v0", 2)).__name__ == "RepeatFirstEasy"  # envs.popgym_torch
+    assert isinstance(make_vec("rlmem/RepeatFirstEasy-v0", 2, backend="gym"), GymVecEnv)
+    assert isinstance(make_vec("CartPole-v1", 2), GymVecEnv)
     wrapped = make_vec("rlmem/TMaze-v0", 2, {"prev_action": True}, backend="torch")
     assert isinstance(wrapped, envs.VecPrevActionReward)
     assert isinstance(wrapped.single_observation_space, gym.spaces.Dict)
-    async_env = make_vec("rlmem/MultiarmedBanditEasy-v0", 2, asynchronous=True)
+    async_env = make_vec("rlmem/MultiarmedBanditEasy-v0", 2, backend="gym", asynchronous=True)
     obs, _ = async_env.reset(seed=0)
     assert obs["prev_action"].tolist() == [10, 10]  # "no previous action" of Discrete(10)
     obs, *_ = async_env.step(torch.tensor([3, 4]))
@@ -512,8 +515,8 @@ def test_make_vec_backends_and_errors() -> None:
         make_vec("rlmem/Tmaze-v0", 2)
     with pytest.raises(gym.error.Error, match=r"rlmem/RepeatPreviousEasy-v0"):
         make_vec("rlmem/RepeatPreviusEasy-v0", 2)
-    with pytest.raises(ValueError, match=r"available: \['rlmem/Rooms-v0', 'rlmem/TMaze-v0'\]"):
-        make_vec("rlmem/RepeatFirstEasy-v0", 2, backend="torch")
+    with pytest.raises(ValueError, match=r"No torch-batched implementation of 'CartPole-v1'"):
+        make_vec("CartPole-v1", 2, backend="torch")
     with pytest.raises(ValueError, match="backend"):
         make_vec("rlmem/TMaze-v0", 2, backend="jax")
     with pytest.raises(TypeError, match="corridor"):
