@@ -44,8 +44,9 @@ TINY = ["algo.total_steps=512", "algo.num_envs=4", "algo.num_steps=32", "algo.se
         "algo.num_minibatches=2", "algo.update_epochs=2", "eval_episodes=4", "algo.checkpoint_every=1"]
 SMOKE_ENVS = {
     "tmaze": ["env=tmaze", "env.kwargs.corridor_length=4"],
-    "popgym": ["env=popgym", "env.id=rlmem/CountRecallEasy-v0"],  # torch POPGym (env.backend=auto)
-    "popgym-gym-dict-obs": ["env=popgym", "env.id=rlmem/BattleshipEasy-v0", "env.backend=gym"],  # popgym itself
+    # torch POPGym (env.backend=auto): Dict observation (previous action), MultiDiscrete actions
+    "popgym": ["env=popgym", "env.id=rlmem/BattleshipEasy-v0"],
+    "popgym-gym": ["env=popgym", "env.id=rlmem/CountRecallEasy-v0", "env.backend=gym"],  # popgym itself
     "cartpole": ["env=gym", "env.id=CartPole-v1"],
 }
 
