@@ -159,6 +159,32 @@ def test_state_is_not_modified_in_place(name):
 
 
 @pytest.mark.parametrize("name", names)
+def test_inference_single_steps_match_the_sequence_and_never_change_a_handed_state(name):
+    """Deployment's path: one step at a time under ``torch.inference_mode`` (where fast paths such as ELMUR's cached
+    step run). Outputs and the final state must equal one sequence call's; every state handed back must stay as it
+    was when returned, whatever later steps do (a caller may keep it to branch or to replay from)."""
+    mem = make(name)
+    x, start = inputs()
+    s0 = warm_state(mem)
+    with torch.no_grad():
+        y_seq, s_seq = mem(x, s0, start)
+    handed: list[tuple[dict, dict]] = []
+    ys = []
+    with torch.inference_mode():
+        state = s0
+        for t in range(T):
+            y, state = mem(x[:, t : t + 1], state, start[:, t : t + 1])
+            ys.append(y)
+            handed.append((state, {k: v.clone() for k, v in state.items()}))
+            if t == T // 2:  # branch: a second step from the same state must not disturb the first branch
+                mem(x[:, t + 1 : t + 2].flip(0), state, start[:, t + 1 : t + 2])
+    assert_close(y_seq, torch.cat(ys, 1), "inference single steps vs one sequence call")
+    assert_state_close(s_seq, state, "final state, inference single steps")
+    for t, (returned, copy_at_return) in enumerate(handed):
+        assert_state_close(copy_at_return, returned, f"state handed back at step {t}, after later steps")
+
+
+@pytest.mark.parametrize("name", names)
 def test_need_state_false_gives_same_outputs(name):
     mem = make(name)
     x, start = inputs()
