@@ -9,10 +9,16 @@ memory, exponential gating, recurrent heads) blocks.
     sLSTM (eqs. 8-17): c_t = f c_{t-1} + i z_t, n_t = f n_{t-1} + i, h_t = o c_t / n_t, with exponential input
         gates stabilised by m_t, and recurrent (block-diagonal, per head) gate inputs.
 
-How the package is used (its pitfalls on this machine are in DESIGN.md):
-- Every call runs the blocks' ``step`` one time step at a time, so a state carried across calls and resets inside
-  a call are exact: the stack's parallel forward cannot start from a given state. Resets zero a row's state
-  (the package's initial state is all zeros) before the step that starts the episode.
+How the package is used (its pitfalls on this machine are in DESIGN.md). The stack's parallel forward cannot start
+from a given state, so:
+- A sequence (T > 1, training) runs each block over the whole call (``_sequence``): projections, norms and FFNs over
+  all steps; the causal convs with windows cut at episode starts; the mLSTM recurrence through ``mlstm_kernels``'
+  chunkwise kernel (exact across chunks and from a given state) over reset-free spans, since driving the forget
+  gate to reset is inexact in float32; the sLSTM recurrence as one loop over steps with one ``[B, H] @ [H, 4H]``
+  matmul each, zeroing a row's state where its episode starts.
+- A single step (T = 1: rollouts, deployment) runs the blocks' ``step`` (``_steps``).
+  Both are exact from any carried state (the contract suite compares every split of a sequence). Resets zero a
+  row's state (the package's initial state is all zeros) before the step that starts the episode.
 - The step functions update the causal-conv state in place, so every step gets fresh copies: the caller's state
   is never touched.
 - sLSTM backend: "vanilla" (pure torch) on CPU, the package's CUDA kernels (compiled on first use, run in float32
@@ -26,6 +32,8 @@ State (batch-first, fixed size): per mLSTM block ``b{i}_c [B, NH, DH, DH]``, ``b
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from rlmem.memory.base import Memory, State, register
+from rlmem.memory.spans import plan_spans
+
+CHUNK = 16  # chunk size of the mLSTM chunkwise kernel (sequences are padded to a multiple of it)
 
 
 @register("xlstm")
@@ -92,6 +103,8 @@ class XLSTMMemory(Memory):
         for cell in self.stack.modules():  # the vanilla sLSTM cells: the same step without a host sync
             if getattr(getattr(cell, "config", None), "function", None) == "slstm" and hasattr(cell, "pointwise"):
                 cell.pointwise = _slstm_pointwise
+                cell._impl = functools.partial(_slstm_impl, cell)  # the recurrence with one matmul per step
+        self._vanilla = slstm_backend == "vanilla"
         self.output_size = d_model
         self.kinds = ["s" if i in slstm_at else "m" for i in range(num_blocks)]
         self._shapes = self._state_shapes(cfg)
@@ -120,9 +133,126 @@ class XLSTMMemory(Memory):
 
     def forward(self, x: Tensor, state: State, episode_start: Tensor, *, need_state: bool = True
                 ) -> tuple[Tensor, State | None]:
-        B, T, _ = x.shape
         h = self.in_proj(x)  # (B, T, D)
         st = {k: v.to(h.dtype) for k, v in state.items()}
+        if x.shape[1] == 1:  # rollouts and deployment: the blocks' own step
+            return self._steps(h, st, episode_start, need_state)
+        if not self._vanilla:  # the package's CUDA sLSTM kernels have their own weight layout: step them
+            return self._steps(h, st, episode_start, need_state)
+        return self._sequence(h, st, episode_start, need_state)
+
+    # -- sequences: whole-sequence layers, resets inside -----------------------------------------------------
+
+    def _sequence(self, h: Tensor, st: State, episode_start: Tensor, need_state: bool
+                  ) -> tuple[Tensor, State | None]:
+        """Every block over the whole ``[B, T]`` call at once: projections, FFNs and norms over all steps; the
+        causal convs with windows cut at episode starts; the sLSTM recurrence as one loop over steps that zeroes
+        a row's state where its episode starts; the mLSTM recurrence through ``mlstm_kernels``' chunkwise kernel
+        over reset-free spans (``memory/spans.py``), exact across chunks and from a given state -- padded steps
+        leave its state untouched (input gate -1e4, forget gate +1e4)."""
+        B, T, D = h.shape
+        ep = torch.cumsum(episode_start.long(), dim=1)  # (B, T) episode index of each step; 0: the carried one
+        spans = plan_spans(episode_start)
+        new: State = {}
+        for i, kind in enumerate(self.kinds):
+            block = self.stack.blocks[i]
+            layer_in = block.xlstm_norm(h)
+            if kind == "m":
+                y, block_state = self._mlstm(block.xlstm, layer_in, st, i, episode_start, ep, spans)
+            else:
+                y, block_state = self._slstm(block.xlstm, layer_in, st, i, episode_start, ep)
+            h = h + y
+            if block.ffn is not None:
+                h = h + block.ffn(block.ffn_norm(h))
+            new |= block_state
+        return self.stack.post_blocks_norm(h), (new if need_state else None)
+
+    @staticmethod
+    def _conv(conv: nn.Conv1d, x: Tensor, conv0: Tensor, ep: Tensor) -> tuple[Tensor, Tensor]:
+        """``CausalConv1d.step`` over a sequence: output ``t`` is the kernel over the ``KS`` latest inputs of its
+        episode (earlier ones are the zeros a reset leaves; before the first reset, the carried state's). Returns
+        the outputs and the state after the last step (its episode's ``KS`` latest inputs)."""
+        B, T, C = x.shape
+        ks = conv0.shape[1]
+        history = torch.cat((conv0, x), dim=1)  # (B, KS + T, C)
+        hist_ep = torch.cat((ep.new_zeros(B, ks), ep), dim=1)  # (B, KS + T)
+        windows = history.unfold(1, ks, 1)[:, 1:]  # (B, T, C, KS): history[t + 1 .. t + KS]
+        same = (hist_ep.unfold(1, ks, 1)[:, 1:] == ep.unsqueeze(-1)).to(x.dtype)  # (B, T, KS)
+        y = torch.einsum("btck,btk,ck->btc", windows, same, conv.weight[:, 0, :])
+        if conv.bias is not None:
+            y = y + conv.bias
+        last = (hist_ep[:, T:] == ep[:, -1:]).to(x.dtype).unsqueeze(-1)  # (B, KS, 1)
+        return y, history[:, T:] * last
+
+    def _mlstm(self, layer: Any, x: Tensor, st: State, i: int, episode_start: Tensor, ep: Tensor,
+               spans: tuple[Tensor, Tensor, Tensor, int, int]) -> tuple[Tensor, State]:
+        """``mLSTMLayer.step`` over the whole call (the package's layer has no sequence path from a state)."""
+        from mlstm_kernels.torch.chunkwise.native.fw import mlstm_chunkwise_fw
+
+        B, T, _ = x.shape
+        cell = layer.mlstm_cell
+        nh = cell.config.num_heads
+        x_mlstm, z = torch.split(layer.proj_up(x), layer.config._inner_embedding_dim, dim=-1)
+        conv, conv_state = self._conv(layer.conv1d.conv, x_mlstm, st[f"b{i}_conv"], ep)
+        a = layer.conv_act_fn(conv)
+        q, k, v = layer.q_proj(a), layer.k_proj(a), layer.v_proj(x_mlstm)  # (B, T, DI)
+        gates = torch.cat((q, k, v), dim=-1)
+        dh = q.shape[-1] // nh
+        k = k / math.sqrt(dh)  # the step's scaling (k / sqrt(DH), q unscaled): the kernel's qk_scale is then 1
+
+        # reset-free spans, right-padded to a multiple of the kernel's chunk size
+        span_id, pos, _, S, max_len = spans
+        L = -(-max_len // CHUNK) * CHUNK
+        first, last = span_id.view(B, T)[:, 0], span_id.view(B, T)[:, -1]
+
+        def to_spans(t: Tensor, fill: float = 0.0) -> Tensor:  # (B, T, ...) -> (S, L, ...)
+            out = t.new_full((S, L, *t.shape[2:]), fill)
+            out[span_id, pos] = t.reshape(B * T, *t.shape[2:])
+            return out
+
+        def heads(t: Tensor) -> Tensor:
+            return to_spans(t).view(S, L, nh, dh).transpose(1, 2)  # (S, NH, L, DH)
+
+        ig = to_spans(cell.igate(gates), -1e4).transpose(1, 2)  # (S, NH, L): padding adds nothing...
+        fg = to_spans(cell.fgate(gates), 1e4).transpose(1, 2)  # ...and forgets nothing
+        keep = (~episode_start[:, 0]).to(x.dtype)
+
+        def initial(name: str) -> Tensor:  # carried on each row's first span (unless it starts an episode), else 0
+            v = st[f"b{i}_{name}"]
+            return v.new_zeros(S, *v.shape[1:]).index_copy(0, first, v * keep.view(-1, *([1] * (v.dim() - 1))))
+
+        hs, _, _, (c, n, m), _ = mlstm_chunkwise_fw(
+            matQ=heads(q), matK=heads(k), matV=heads(v), vecI=ig, vecF=fg, matC_initial=initial("c"),
+            vecN_initial=initial("n").squeeze(-1), scaM_initial=initial("m").view(S, nh), qk_scale=1.0,
+            return_last_states=True, return_all_states=False, chunk_size=CHUNK, eps=1e-6)
+        hs = cell.outnorm(hs).transpose(1, 2)[span_id, pos].view(B, T, -1)  # (S, NH, L, DH) -> (B, T, DI)
+        y = layer.dropout(layer.proj_down((hs + layer.learnable_skip * a) * layer.ogate_act_fn(z)))
+        state = {f"b{i}_c": c[last], f"b{i}_n": n[last].unsqueeze(-1), f"b{i}_m": m[last].view(B, nh, 1, 1),
+                 f"b{i}_conv": conv_state}
+        return y, state
+
+    def _slstm(self, layer: Any, x: Tensor, st: State, i: int, episode_start: Tensor, ep: Tensor
+               ) -> tuple[Tensor, State]:
+        """``sLSTMLayer.step`` over the whole call: gate inputs for all steps at once, then the recurrence."""
+        B, T, _ = x.shape
+        new: State = {}
+        if f"b{i}_conv" in st:
+            conv, new[f"b{i}_conv"] = self._conv(layer.conv1d.conv, x, st[f"b{i}_conv"], ep)
+            xc = layer.conv_act_fn(conv)
+        else:
+            xc = x
+        gates = torch.cat((layer.fgate(xc), layer.igate(xc), layer.zgate(x), layer.ogate(x)), dim=-1)  # (as step)
+        cell = layer.slstm_cell
+        states = _slstm_recurrence(cell, cell._permute_input(gates), st[f"b{i}_s"].transpose(0, 1), episode_start)
+        y = layer.dropout(cell._permute_output(states[0][1:]).to(x.dtype))  # states: (NS, T + 1, B, H)
+        new[f"b{i}_s"] = states[:, -1].transpose(0, 1)
+        return layer.group_norm(y).transpose(1, 2).reshape(B, T, -1), new
+
+    # -- single steps ------------------------------------------------------------------------------------
+
+    def _steps(self, h: Tensor, st: State, episode_start: Tensor, need_state: bool) -> tuple[Tensor, State | None]:
+        """The blocks' ``step``, one time step at a time (exact from any state, resets between steps)."""
+        T = h.shape[1]
         ys = []
         for t in range(T):
             keep = (~episode_start[:, t]).to(h.dtype)  # (B,) 0 where an episode starts: the zero state
@@ -151,15 +281,52 @@ class XLSTMMemory(Memory):
         return y, (st if need_state else None)
 
 
+def _slstm_recurrence(cell: Any, x: Tensor, states: Tensor, episode_start: Tensor | None = None) -> Tensor:
+    """The vanilla sLSTM recurrence (the package's ``slstm_forward``) over ``x [T, B, 4H]`` from ``states
+    [NS, B, H]``, zeroing a row's states before a step where its episode starts. Returns every state,
+    ``[NS, T + 1, B, H]`` (index 0: the initial one).
+
+    The package multiplies ``[B, NH, 1, DH]`` by a broadcast ``[1, NH, DH, 4 DH]`` (one tiny matmul per row and
+    head: 8 ms a step at 165 rows here) and transposes the result; here it is one ``[B, H] @ [H, 4H]`` matmul with
+    the heads' blocks on the diagonal (the zeros cost less than the copies)."""
+    R, b = cell._recurrent_kernel, cell._bias  # (NH, G DH, DH), bias
+    nh, dh = R.shape[0], R.shape[2]
+    gates_r = R.shape[1] // dh
+    # The per-head recurrent matrices as one block-diagonal (H, G H) matrix whose columns come out in the
+    # package's gate order (g, head, e): one matmul per step, no per-step transposes.
+    eye = torch.eye(nh, dtype=R.dtype, device=R.device)
+    r_full = torch.einsum("hged,hk->hdgke", R.view(nh, gates_r, dh, dh), eye).reshape(nh * dh, gates_r * nh * dh)
+    B = x.shape[1]
+    cur = tuple(states.unbind(0))  # (y, c, n, m), each (B, H): kept apart, stacked once at the end
+    out = [cur]
+    for t, wx in enumerate(x.unbind(0)):
+        if episode_start is not None:
+            keep = (~episode_start[:, t]).to(states.dtype).view(B, 1)
+            cur = tuple(v * keep for v in cur)
+        cur = _slstm_cell(wx + cur[0] @ r_full + b, *cur)[0]
+        out.append(cur)
+    return torch.stack([torch.stack(v, dim=0) for v in zip(*out, strict=True)], dim=0)  # (NS, T + 1, B, H)
+
+
+def _slstm_impl(cell: Any, training: bool, x: Tensor, state: Tensor) -> Tensor:
+    """Stands in for the vanilla cell's ``_impl`` (same inputs and result)."""
+    return _slstm_recurrence(cell, x, state)
+
+
 def _slstm_pointwise(Wx: Tensor, Ry: Tensor, b: Tensor, states: Tensor, constants: dict[str, float]
                      ) -> tuple[Tensor, Tensor]:
-    """The sLSTM pointwise step (paper eqs. 8-17, stabilised), as the package's vanilla
-    ``slstm_forward_pointwise`` computes it, with its ``if torch.all(n == 0)`` branch as a ``torch.where``.
+    """The sLSTM pointwise step with the package's vanilla ``slstm_forward_pointwise`` signature: ``Wx``, ``Ry``
+    ``[B, 4H]`` (gate pre-activations from the input and the recurrence), ``b`` ``[1, 4H]``, ``states`` ``[4, B, H]``
+    (y, c, n, m) -> new states and gates, ``[4, B, H]`` each."""
+    new, gates = _slstm_cell(Wx + Ry + b, *states.view(4, states.shape[1], -1).unbind(0))
+    return torch.stack(new, dim=0), torch.stack(gates, dim=0)
 
-    ``Wx``, ``Ry`` ``[B, 4H]`` (gate pre-activations from the input and the recurrence), ``b`` ``[1, 4H]``,
-    ``states`` ``[4, B, H]`` (y, c, n, m) -> new states ``[4, B, H]`` and gates ``[4, B, H]``."""
-    raw = Wx + Ry + b
-    y, c, n, m = torch.unbind(states.view(4, states.shape[1], -1), dim=0)
+
+def _slstm_cell(raw: Tensor, y: Tensor, c: Tensor, n: Tensor, m: Tensor
+                ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """sLSTM paper eqs. 8-17 (stabilised), as the package's vanilla pointwise step computes them, with its
+    ``if torch.all(n == 0)`` branch as a ``torch.where`` (no host sync). ``raw`` ``[B, 4H]``: the gate
+    pre-activations; returns the new (y, c, n, m) and the gates (i', f', z, o)."""
     iraw, fraw, zraw, oraw = torch.unbind(raw.view(raw.shape[0], 4, -1), dim=1)
     logfplusm = m + nn.functional.logsigmoid(fraw)
     mnew = torch.where(torch.all(n == 0.0), iraw, torch.max(iraw, logfplusm))  # m_t (eq. 15)
@@ -169,4 +336,4 @@ def _slstm_pointwise(Wx: Tensor, Ry: Tensor, b: Tensor, states: Tensor, constant
     cnew = fgate * c + igate * torch.tanh(zraw)  # c_t (eq. 8)
     nnew = fgate * n + igate  # n_t (eq. 9)
     ynew = ogate * cnew / nnew  # h_t (eq. 10)
-    return torch.stack((ynew, cnew, nnew, mnew), dim=0), torch.stack((igate, fgate, zraw, ogate), dim=0)
+    return (ynew, cnew, nnew, mnew), (igate, fgate, zraw, ogate)
