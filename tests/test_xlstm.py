@@ -35,3 +35,33 @@ def test_backend_and_arguments():
         build("xlstm", 4, d_model=16, num_heads=2, num_blocks=2, slstm_at=[2])
     with pytest.raises(ValueError, match="slstm_backend"):
         build("xlstm", 4, d_model=16, num_heads=2, slstm_backend="triton")
+
+
+def test_chunkwise_mlstm_with_resets_is_the_packages_recurrence():
+    """The chunkwise mLSTM of the training path against the package's recurrent step, float64, over 37 steps (three
+    chunks of 16, the last padded) with episode starts at t=0, on both sides of a chunk boundary and at random."""
+    import math
+
+    from xlstm.blocks.mlstm.backends import recurrent_step_stabilized_simple
+
+    from rlmem.memory.xlstm import _mlstm_chunkwise
+
+    torch.manual_seed(0)
+    B, NH, T, DH = 3, 2, 37, 8
+    q, k, v = (torch.randn(B, NH, T, DH, dtype=torch.float64) for _ in range(3))
+    ig, fg = torch.randn(B, NH, T, dtype=torch.float64), torch.randn(B, NH, T, dtype=torch.float64) + 2
+    C0, n0 = torch.randn(B, NH, DH, DH, dtype=torch.float64) * 0.3, torch.randn(B, NH, DH, dtype=torch.float64) * 0.3
+    m0 = torch.randn(B, NH, dtype=torch.float64)
+    start = torch.rand(B, T) < 0.1
+    start[0, 0] = start[1, 16] = start[2, 15] = True
+    C, n, m, hs = C0, n0.unsqueeze(-1), m0[..., None, None], []
+    for t in range(T):
+        keep = (~start[:, t]).double().view(B, 1, 1, 1)
+        h, (C, n, m) = recurrent_step_stabilized_simple(  # (it scales k by 1/sqrt(DH) itself)
+            C * keep, n * keep, m * keep, q[:, :, t : t + 1].clone(), k[:, :, t : t + 1].clone(),
+            v[:, :, t : t + 1].clone(), ig[:, :, t, None, None], fg[:, :, t, None, None])
+        hs.append(h)
+    h_ours, (c_ours, n_ours, m_ours) = _mlstm_chunkwise(q, k / math.sqrt(DH), v, ig, fg, C0, n0, m0, start)
+    assert (torch.cat(hs, 2) - h_ours).abs().max() < 1e-10
+    assert (C - c_ours).abs().max() < 1e-10 and (n.squeeze(-1) - n_ours).abs().max() < 1e-10
+    assert (m.view(B, NH) - m_ours).abs().max() < 1e-10

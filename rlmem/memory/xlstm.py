@@ -12,10 +12,11 @@ memory, exponential gating, recurrent heads) blocks.
 How the package is used (its pitfalls on this machine are in DESIGN.md). The stack's parallel forward cannot start
 from a given state, so:
 - A sequence (T > 1, training) runs each block over the whole call (``_sequence``): projections, norms and FFNs over
-  all steps; the causal convs with windows cut at episode starts; the mLSTM recurrence through ``mlstm_kernels``'
-  chunkwise kernel (exact across chunks and from a given state) over reset-free spans, since driving the forget
-  gate to reset is inexact in float32; the sLSTM recurrence as one loop over steps with one ``[B, H] @ [H, 4H]``
-  matmul each, zeroing a row's state where its episode starts.
+  all steps; the causal convs with windows cut at episode starts; the mLSTM recurrence in chunkwise form (as
+  ``mlstm_kernels``' chunkwise kernels) with the decay cut at episode starts (:func:`_mlstm_chunkwise`: exact, where
+  the kernels could only reset through a forget gate of -1e4, inexact in float32, or padded reset-free spans); the
+  sLSTM recurrence as one loop over steps with one ``[B, H] @ [H, 4H]`` matmul each, zeroing a row's state where
+  its episode starts.
 - A single step (T = 1: rollouts, deployment) runs the blocks' ``step`` (``_steps``).
   Both are exact from any carried state (the contract suite compares every split of a sequence). Resets zero a
   row's state (the package's initial state is all zeros) before the step that starts the episode.
@@ -41,9 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from rlmem.memory.base import Memory, State, register
-from rlmem.memory.spans import plan_spans
 
-CHUNK = 16  # chunk size of the mLSTM chunkwise kernel (sequences are padded to a multiple of it)
+CHUNK = 16  # steps per chunk of the chunkwise mLSTM (sequences are padded to a multiple of it)
 
 
 @register("xlstm")
@@ -147,18 +147,16 @@ class XLSTMMemory(Memory):
                   ) -> tuple[Tensor, State | None]:
         """Every block over the whole ``[B, T]`` call at once: projections, FFNs and norms over all steps; the
         causal convs with windows cut at episode starts; the sLSTM recurrence as one loop over steps that zeroes
-        a row's state where its episode starts; the mLSTM recurrence through ``mlstm_kernels``' chunkwise kernel
-        over reset-free spans (``memory/spans.py``), exact across chunks and from a given state -- padded steps
-        leave its state untouched (input gate -1e4, forget gate +1e4)."""
+        a row's state where its episode starts; the mLSTM recurrence in chunkwise form with the decay cut at
+        episode starts (:func:`_mlstm_chunkwise`)."""
         B, T, D = h.shape
         ep = torch.cumsum(episode_start.long(), dim=1)  # (B, T) episode index of each step; 0: the carried one
-        spans = plan_spans(episode_start)
         new: State = {}
         for i, kind in enumerate(self.kinds):
             block = self.stack.blocks[i]
             layer_in = block.xlstm_norm(h)
             if kind == "m":
-                y, block_state = self._mlstm(block.xlstm, layer_in, st, i, episode_start, ep, spans)
+                y, block_state = self._mlstm(block.xlstm, layer_in, st, i, episode_start, ep)
             else:
                 y, block_state = self._slstm(block.xlstm, layer_in, st, i, episode_start, ep)
             h = h + y
@@ -184,11 +182,9 @@ class XLSTMMemory(Memory):
         last = (hist_ep[:, T:] == ep[:, -1:]).to(x.dtype).unsqueeze(-1)  # (B, KS, 1)
         return y, history[:, T:] * last
 
-    def _mlstm(self, layer: Any, x: Tensor, st: State, i: int, episode_start: Tensor, ep: Tensor,
-               spans: tuple[Tensor, Tensor, Tensor, int, int]) -> tuple[Tensor, State]:
+    def _mlstm(self, layer: Any, x: Tensor, st: State, i: int, episode_start: Tensor, ep: Tensor
+               ) -> tuple[Tensor, State]:
         """``mLSTMLayer.step`` over the whole call (the package's layer has no sequence path from a state)."""
-        from mlstm_kernels.torch.chunkwise.native.fw import mlstm_chunkwise_fw
-
         B, T, _ = x.shape
         cell = layer.mlstm_cell
         nh = cell.config.num_heads
@@ -198,37 +194,17 @@ class XLSTMMemory(Memory):
         q, k, v = layer.q_proj(a), layer.k_proj(a), layer.v_proj(x_mlstm)  # (B, T, DI)
         gates = torch.cat((q, k, v), dim=-1)
         dh = q.shape[-1] // nh
-        k = k / math.sqrt(dh)  # the step's scaling (k / sqrt(DH), q unscaled): the kernel's qk_scale is then 1
-
-        # reset-free spans, right-padded to a multiple of the kernel's chunk size
-        span_id, pos, _, S, max_len = spans
-        L = -(-max_len // CHUNK) * CHUNK
-        first, last = span_id.view(B, T)[:, 0], span_id.view(B, T)[:, -1]
-
-        def to_spans(t: Tensor, fill: float = 0.0) -> Tensor:  # (B, T, ...) -> (S, L, ...)
-            out = t.new_full((S, L, *t.shape[2:]), fill)
-            out[span_id, pos] = t.reshape(B * T, *t.shape[2:])
-            return out
+        k = k / math.sqrt(dh)  # the step's scaling: k / sqrt(DH), q unscaled
 
         def heads(t: Tensor) -> Tensor:
-            return to_spans(t).view(S, L, nh, dh).transpose(1, 2)  # (S, NH, L, DH)
+            return t.view(B, T, nh, dh).transpose(1, 2)  # (B, NH, T, DH)
 
-        ig = to_spans(cell.igate(gates), -1e4).transpose(1, 2)  # (S, NH, L): padding adds nothing...
-        fg = to_spans(cell.fgate(gates), 1e4).transpose(1, 2)  # ...and forgets nothing
-        keep = (~episode_start[:, 0]).to(x.dtype)
-
-        def initial(name: str) -> Tensor:  # carried on each row's first span (unless it starts an episode), else 0
-            v = st[f"b{i}_{name}"]
-            return v.new_zeros(S, *v.shape[1:]).index_copy(0, first, v * keep.view(-1, *([1] * (v.dim() - 1))))
-
-        hs, _, _, (c, n, m), _ = mlstm_chunkwise_fw(
-            matQ=heads(q), matK=heads(k), matV=heads(v), vecI=ig, vecF=fg, matC_initial=initial("c"),
-            vecN_initial=initial("n").squeeze(-1), scaM_initial=initial("m").view(S, nh), qk_scale=1.0,
-            return_last_states=True, return_all_states=False, chunk_size=CHUNK, eps=1e-6)
-        hs = cell.outnorm(hs).transpose(1, 2)[span_id, pos].view(B, T, -1)  # (S, NH, L, DH) -> (B, T, DI)
+        hs, (c, n, m) = _mlstm_chunkwise(
+            heads(q), heads(k), heads(v), cell.igate(gates).transpose(1, 2), cell.fgate(gates).transpose(1, 2),
+            st[f"b{i}_c"], st[f"b{i}_n"].squeeze(-1), st[f"b{i}_m"].view(B, nh), episode_start)
+        hs = cell.outnorm(hs).transpose(1, 2).reshape(B, T, -1)  # (B, NH, T, DH) -> (B, T, DI)
         y = layer.dropout(layer.proj_down((hs + layer.learnable_skip * a) * layer.ogate_act_fn(z)))
-        state = {f"b{i}_c": c[last], f"b{i}_n": n[last].unsqueeze(-1), f"b{i}_m": m[last].view(B, nh, 1, 1),
-                 f"b{i}_conv": conv_state}
+        state = {f"b{i}_c": c, f"b{i}_n": n.unsqueeze(-1), f"b{i}_m": m.view(B, nh, 1, 1), f"b{i}_conv": conv_state}
         return y, state
 
     def _slstm(self, layer: Any, x: Tensor, st: State, i: int, episode_start: Tensor, ep: Tensor
@@ -279,6 +255,59 @@ class XLSTMMemory(Memory):
                     st[f"b{i}_conv"] = b["conv_state"][0]
         y = torch.cat(ys, 1)
         return y, (st if need_state else None)
+
+
+def _mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, ig: Tensor, fg: Tensor, C: Tensor, n: Tensor, m: Tensor,
+                     episode_start: Tensor, chunk: int = CHUNK, eps: float = 1e-6
+                     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """The stabilised mLSTM recurrence (the package's ``recurrent_step_stabilized_simple``, paper eqs. 19-27) over
+    ``[B, NH, T, DH]`` in chunkwise form (as ``mlstm_kernels``' chunkwise kernels: a parallel form inside chunks of
+    ``chunk`` steps, the state carried between them), with a row's state zeroed before each step where its episode
+    starts. ``k`` is already scaled by 1/sqrt(DH); ``ig``, ``fg`` ``[B, NH, T]`` are the gate pre-activations;
+    ``(C [B, NH, DH, DH], n [B, NH, DH], m [B, NH])`` the carried state. Returns ``h [B, NH, T, DH]`` and the state
+    after the last step.
+
+    Unrolling ``m_t = max(log σ(f̃_t) + m_{t-1}, ĩ_t)`` from the chunk's start gives, for step ``t`` and an earlier
+    step ``s`` of the same episode, the log-weight ``D[t, s] = Σ_{r=s+1..t} log σ(f̃_r) + ĩ_s``, and for the state
+    before (carried, or after a reset the zero state whose ``m`` is 0) ``g_t = Σ log σ(f̃_r) + m``; then
+    ``m_t = max(max_s D[t, s], g_t)``, ``C_t = Σ_s e^{D[t,s] - m_t} k_s v_sᵀ + e^{g_t - m_t} C`` (C only if no reset
+    came between) and likewise ``n_t``. Cutting ``D`` at episode starts makes resets exact; ``mlstm_kernels`` can
+    only emulate them with a forget gate of -1e4 (off by 6.6e-3 in float32) or run reset-free spans padded to the
+    longest (2.5x the steps at one episode start per 20 steps), which is why this form is written here."""
+    B, NH, T, DH = q.shape
+    pad = (-T) % chunk
+    if pad:  # padded steps add nothing (input gate -1e4) and forget nothing (forget gate +1e4): the state is kept
+        q, k, v = (nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+        ig, fg = nn.functional.pad(ig, (0, pad), value=-1e4), nn.functional.pad(fg, (0, pad), value=1e4)
+        episode_start = nn.functional.pad(episode_start, (0, pad), value=False)
+    idx = torch.arange(chunk, device=q.device)
+    causal = idx.view(-1, 1) >= idx.view(1, -1)  # (L, L): t >= s
+    hs = []
+    for c0 in range(0, T + pad, chunk):
+        part = slice(c0, c0 + chunk)
+        qc, kc, vc, ic = q[:, :, part], k[:, :, part], v[:, :, part], ig[:, :, part]
+        lf = nn.functional.logsigmoid(fg[:, :, part])  # (B, NH, L)
+        starts = episode_start[:, part]  # (B, L)
+        cum = torch.cumsum(lf, dim=-1)  # (B, NH, L)
+        episode = torch.cumsum(starts.long(), dim=1)  # (B, L): episode starts in the chunk up to t
+        same = (episode.unsqueeze(2) == episode.unsqueeze(1)) & causal  # (B, L, L)
+        D = (cum.unsqueeze(-1) - cum.unsqueeze(-2) + ic.unsqueeze(-2)).masked_fill(~same.unsqueeze(1), -math.inf)
+        last_start = torch.cummax(torch.where(starts, idx, -1), dim=1).values  # (B, L), -1: none in the chunk yet
+        carried = (last_start < 0).unsqueeze(1)  # (B, 1, L)
+        before = (cum - lf).gather(-1, last_start.clamp(min=0).unsqueeze(1).expand(-1, NH, -1))  # Σ up to tau - 1
+        g = torch.where(carried, cum + m.unsqueeze(-1), cum - before)  # (B, NH, L)
+        mt = torch.maximum(D.amax(-1), g)  # (B, NH, L)
+        W = torch.exp(D - mt.unsqueeze(-1))  # (B, NH, L, L)
+        a = torch.exp(g - mt) * carried  # (B, NH, L): weight of the carried state
+        WS = W * (qc @ kc.transpose(-1, -2))  # (B, NH, L, L)
+        num = WS @ vc + a.unsqueeze(-1) * (qc @ C)  # (B, NH, L, DH)
+        den = WS.sum(-1) + a * (qc @ n.unsqueeze(-1)).squeeze(-1)  # (B, NH, L): q_t . n_t
+        hs.append(num / (torch.maximum(den.abs(), torch.exp(-mt)) + eps).unsqueeze(-1))
+        w_end, a_end = W[:, :, -1].unsqueeze(-1), a[:, :, -1]  # the chunk's last step
+        C = (kc * w_end).transpose(-1, -2) @ vc + a_end[..., None, None] * C
+        n = (kc * w_end).sum(-2) + a_end.unsqueeze(-1) * n
+        m = mt[:, :, -1]
+    return torch.cat(hs, dim=2)[:, :, :T], (C, n, m)
 
 
 def _slstm_recurrence(cell: Any, x: Tensor, states: Tensor, episode_start: Tensor | None = None) -> Tensor:
