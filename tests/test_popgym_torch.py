@@ -359,3 +359,15 @@ def test_seeded_resets_repeat() -> None:
     assert torch.equal(a.state["board"], b.state["board"])
     b.reset(seed=6)
     assert not torch.equal(a.state["board"], b.state["board"])
+
+
+def test_level_classes_are_importable_and_pickle() -> None:
+    import pickle
+
+    from envs.popgym_torch import RepeatPreviousEasy  # type: ignore[attr-defined]
+
+    env = RepeatPreviousEasy(3)
+    env.reset(seed=0)
+    copy = pickle.loads(pickle.dumps(env))
+    a = torch.tensor([0, 1, 2])
+    assert _equal(env.step(a)[0], copy.step(a)[0])  # same state and generator: the same next observation

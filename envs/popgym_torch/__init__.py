@@ -75,6 +75,7 @@ def _level(name: str) -> type[PopgymVec]:
 
 #: popgym class name -> torch class of that level, ``cls(num_envs, device=...)``
 TORCH_POPGYM: dict[str, type[PopgymVec]] = {name: _level(name) for name in LEVELS}
+globals().update(TORCH_POPGYM)  # envs.popgym_torch.RepeatFirstEasy etc.: importable, and picklable by reference
 
 
 def family_of(name: str) -> type[PopgymVec]:
