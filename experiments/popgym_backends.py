@@ -9,7 +9,8 @@ error; "within noise" means the difference is at most two standard errors.
     python experiments/popgym_backends.py [--steps 500000] [--seeds 0 1 2] [--workers 2] [--tasks ...]
 
 Runs go to runs/popgym_backends/<task>/<backend>/seed<k>; finished cells are kept in
-experiments/results/popgym_backends.json (skipped when run again, ``--rerun`` repeats them); the table goes to
+experiments/results/popgym_backends.json (its rows' ``model`` field holds the backend: ``cells.py`` keys a cell by
+task, model and seed; the model is always GRU) (skipped when run again, ``--rerun`` repeats them); the table goes to
 experiments/results/popgym_backends.md.
 """
 

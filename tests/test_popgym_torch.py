@@ -24,8 +24,9 @@ from scipy.stats import ks_2samp
 import envs
 from envs.popgym_torch import LEVELS, TORCH_POPGYM, PopgymVec, family_of
 from envs.popgym_torch.bandit import MultiarmedBandit
+from envs.popgym_torch.base import at
 from envs.popgym_torch.boards import Battleship, MineSweeper
-from envs.popgym_torch.cards import Autoencode, CountRecall, HigherLower, RepeatFirst, RepeatPrevious, _at
+from envs.popgym_torch.cards import Autoencode, CountRecall, HigherLower, RepeatFirst, RepeatPrevious
 from envs.popgym_torch.concentration import Concentration
 from envs.popgym_torch.control import CartPole, Pendulum
 from rlmem.syncs import SyncCounter
@@ -115,10 +116,10 @@ def _actions(env: PopgymVec, t: int, rng: np.random.Generator, options: dict[str
         acts[0] = order[t % env.num_cards]
         acts[1] = 0
     elif isinstance(env, CountRecall):  # rows 0, 2 answer right
-        right = _at(s["counts"], _at(s["queries"], s["pos"] - 1)).numpy()
+        right = at(s["counts"], at(s["queries"], s["pos"] - 1)).numpy()
         acts[0::2] = right[0::2]
     elif isinstance(env, Autoencode | RepeatFirst):  # row 0 answers right when scored
-        acts[0] = (_at(s["suits"], s["pos"] - 1) if isinstance(env, Autoencode) else s["first"])[0].item()
+        acts[0] = (at(s["suits"], s["pos"] - 1) if isinstance(env, Autoencode) else s["first"])[0].item()
     elif isinstance(env, CartPole):  # row 0 balances the pole (reaches the time limit)
         x = s["x"][0].numpy()
         acts[0] = int(x[2] + 0.3 * x[3] + 0.01 * x[0] + 0.1 * x[1] > 0)

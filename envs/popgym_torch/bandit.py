@@ -9,8 +9,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from envs.popgym_torch.base import PopgymVec, State
-from envs.popgym_torch.cards import _at
+from envs.popgym_torch.base import PopgymVec, State, at
 from envs.vector import Obs
 
 
@@ -43,7 +42,7 @@ class MultiarmedBandit(PopgymVec):
 
     def _step(self, action: Tensor) -> tuple[Obs, Tensor, Tensor, Tensor]:
         s = self.state
-        paid = self._rand(self.num_envs) < _at(s["bandits"], action)
+        paid = self._rand(self.num_envs) < at(s["bandits"], action)
         reward = torch.where(paid, self._scale, -self._scale)
         truncated = s["t"] >= self.max_episode_length - 1
         s["t"] = s["t"] + 1

@@ -134,6 +134,11 @@ class PopgymVec(VecEnv):
         return torch.randn(shape, generator=self.gen, device=self.device)
 
 
+def at(values: Tensor, pos: Tensor) -> Tensor:
+    """``values[i, pos[i]]`` for every row: ``[N, C], [N] -> [N]``."""
+    return values.gather(1, pos.unsqueeze(1)).squeeze(1)
+
+
 def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(rows.view(-1, *([1] * (old.dim() - 1))), new, old)
 

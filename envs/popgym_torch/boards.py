@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-from envs.popgym_torch.base import PopgymVec, State
-from envs.popgym_torch.cards import _at
+from envs.popgym_torch.base import PopgymVec, State, at
 from envs.vector import Obs
 
 
@@ -150,4 +149,4 @@ class MineSweeper(PopgymVec):
         s["t"] = s["t"] + 1
         terminated = mine | (s["grid"] != CLEAR).all(dim=1)
         truncated = (s["t"] == self.max_episode_length) & ~terminated
-        return _at(s["around"], cell.squeeze(1)), reward, terminated, truncated
+        return at(s["around"], cell.squeeze(1)), reward, terminated, truncated

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from envs.popgym_torch.base import PopgymVec, State
+from envs.popgym_torch.base import PopgymVec, State, at
 from envs.vector import Obs
 
 DECK_SIZE, SUITS, RANKS, COLOURS = 52, 4, 13, 2
@@ -38,11 +38,6 @@ def colour(card: Tensor) -> Tensor:
 
 
 KINDS = {"suits": (suit, SUITS), "ranks": (rank, RANKS), "colors": (colour, COLOURS)}
-
-
-def _at(values: Tensor, pos: Tensor) -> Tensor:
-    """``values[i, pos[i]]`` for every row: ``[N, C], [N] -> [N]``."""
-    return values.gather(1, pos.unsqueeze(1)).squeeze(1)
 
 
 class _CardGame(PopgymVec):
@@ -91,7 +86,7 @@ class RepeatFirst(_CardGame):
         s = self.state
         reward = torch.where(action == s["first"], self._scale, -self._scale)
         terminated = s["pos"] == self.num_cards - 1  # one card left in the deck: deal it and stop
-        card = _at(s["suits"], s["pos"])
+        card = at(s["suits"], s["pos"])
         s["pos"] = s["pos"] + 1
         return card, reward, terminated, self._never
 
@@ -155,11 +150,11 @@ class Autoencode(_CardGame):
         s = self.state
         pos, watch = s["pos"], s["watch"]
         # watching: deal one more card; playing: the agent names the top of the dealt pile, which is removed
-        top = _at(s["suits"], pos - 1)
+        top = at(s["suits"], pos - 1)
         reward = torch.where(action == top, self._scale, -self._scale) * ~watch
         terminated = ~watch & (pos == 1)
         new_pos = torch.where(watch, pos + 1, pos - 1)
-        dealt = _at(s["suits"], (new_pos - 1).clamp_(min=0))
+        dealt = at(s["suits"], (new_pos - 1).clamp_(min=0))
         s["watch"] = watch & (new_pos < self.num_cards)
         s["pos"] = new_pos
         obs = (s["watch"].long(), dealt * watch)
@@ -201,9 +196,9 @@ class CountRecall(_CardGame):
     def _step(self, action: Tensor) -> tuple[Obs, Tensor, Tensor, Tensor]:
         s = self.state
         pos = s["pos"]
-        prev_query = _at(s["queries"], pos - 1)
-        answer = _at(s["counts"], prev_query)  # before this step's card is dealt
-        value, query = _at(s["values"], pos), _at(s["queries"], pos)
+        prev_query = at(s["queries"], pos - 1)
+        answer = at(s["counts"], prev_query)  # before this step's card is dealt
+        value, query = at(s["values"], pos), at(s["queries"], pos)
         s["counts"] = s["counts"].scatter_add(1, value.unsqueeze(1), torch.ones_like(value).unsqueeze(1))
         s["pos"] = pos + 1
         reward = torch.where(action == answer, self._scale, -self._scale)
@@ -232,7 +227,7 @@ class HigherLower(_CardGame):
     def _step(self, action: Tensor) -> tuple[Obs, Tensor, Tensor, Tensor]:
         s = self.state
         pos = s["pos"]
-        current, nxt = _at(s["ranks"], pos - 1), _at(s["ranks"], pos)
+        current, nxt = at(s["ranks"], pos - 1), at(s["ranks"], pos)
         right = (nxt > current) == (action == 0)
         reward = torch.where(right, self._scale, -self._scale) * (nxt != current)
         terminated = pos == self.num_cards - 1

@@ -50,6 +50,8 @@ class CartPole(PopgymVec):
         self.single_action_space = spaces.Discrete(2)
         self._high = torch.as_tensor(high, device=self.device)
         self._shown = [0, 2] if observe == "position" else [1, 3]
+        # every step pays 1/L (gymnasium pays 1 on the falling step too); never written, shared by every step
+        self._reward = torch.full((self.num_envs,), 1.0 / self.max_episode_length, device=self.device)
 
     def _fresh(self, n: int, options: Mapping[str, Any]) -> tuple[State, Obs]:
         if "state" in options:
@@ -74,8 +76,7 @@ class CartPole(PopgymVec):
         s["x"], s["t"] = new, s["t"] + 1
         terminated = (new[:, 0].abs() > self.X_THRESHOLD) | (new[:, 2].abs() > self.THETA_THRESHOLD)
         truncated = s["t"] >= self.max_episode_length
-        reward = torch.full((self.num_envs,), 1.0 / self.max_episode_length, device=self.device)
-        return self._noisy(new[:, self._shown].float()), reward, terminated, truncated
+        return self._noisy(new[:, self._shown].float()), self._reward, terminated, truncated
 
     def _noisy(self, obs: Tensor) -> Tensor:
         if not self.noise_sigma:

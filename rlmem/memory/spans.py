@@ -53,7 +53,16 @@ def _run_spans(
         y, hn = _call(rnn, x, h0)
         return y, hn
 
-    span_id, pos, lengths, num_spans, max_len = plan_spans(episode_start)
+    starts = episode_start.clone()
+    starts[:, 0] = True
+    flat_starts = starts.reshape(-1)  # (B*T,)
+    span_id = torch.cumsum(flat_starts.long(), 0) - 1  # (B*T,) span of each step
+    first_step = torch.nonzero(flat_starts).squeeze(1)  # (S,) flat index where each span starts
+    num_spans = first_step.numel()
+    pos = torch.arange(B * T, device=x.device) - first_step[span_id]  # position inside the span
+    lengths = torch.bincount(span_id, minlength=num_spans)  # (S,)
+    max_len = int(lengths.max())
+
     padded = x.new_zeros(num_spans, max_len, x.shape[-1])
     padded[span_id, pos] = x.reshape(B * T, -1)
     row_first_span = span_id.view(B, T)[:, 0]  # (B,) spans that continue the carried state
@@ -74,24 +83,6 @@ def _run_spans(
     packed = pack_padded_sequence(padded[last_span], last_len.cpu(), batch_first=True, enforce_sorted=False)
     _, hn_last = rnn(packed, _unwrap(tuple(h[:, last_span] for h in span_h0)))
     return y, _wrap(hn_last)
-
-
-def plan_spans(episode_start: Tensor) -> tuple[Tensor, Tensor, Tensor, int, int]:
-    """Cut the rows of ``episode_start [B, T]`` into reset-free spans (a span also begins at t=0).
-
-    Returns ``span_id`` and ``pos`` (``[B*T]``: the span of each step and its position inside it), the span
-    ``lengths [S]``, the number of spans ``S`` and the longest length. Span ``span_id.view(B, T)[:, 0]`` continues a
-    row's carried state; ``span_id.view(B, T)[:, -1]`` ends it."""
-    B, T = episode_start.shape
-    starts = episode_start.clone()
-    starts[:, 0] = True
-    flat_starts = starts.reshape(-1)  # (B*T,)
-    span_id = torch.cumsum(flat_starts.long(), 0) - 1  # (B*T,) span of each step
-    first_step = torch.nonzero(flat_starts).squeeze(1)  # (S,) flat index where each span starts
-    num_spans = first_step.numel()
-    pos = torch.arange(B * T, device=episode_start.device) - first_step[span_id]  # position inside the span
-    lengths = torch.bincount(span_id, minlength=num_spans)  # (S,)
-    return span_id, pos, lengths, num_spans, int(lengths.max())
 
 
 def _single_step(rnn: nn.LSTM | nn.GRU, x: Tensor, h0: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:

@@ -135,9 +135,9 @@ class XLSTMMemory(Memory):
                 ) -> tuple[Tensor, State | None]:
         h = self.in_proj(x)  # (B, T, D)
         st = {k: v.to(h.dtype) for k, v in state.items()}
-        if x.shape[1] == 1:  # rollouts and deployment: the blocks' own step
-            return self._steps(h, st, episode_start, need_state)
-        if not self._vanilla:  # the package's CUDA sLSTM kernels have their own weight layout: step them
+        # single steps (rollouts, deployment) and the package's CUDA sLSTM kernels (their own weight layout) go
+        # through the blocks' own step
+        if x.shape[1] == 1 or not self._vanilla:
             return self._steps(h, st, episode_start, need_state)
         return self._sequence(h, st, episode_start, need_state)
 
@@ -273,7 +273,8 @@ def _mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, ig: Tensor, fg: Tensor, C:
     ``m_t = max(max_s D[t, s], g_t)``, ``C_t = Σ_s e^{D[t,s] - m_t} k_s v_sᵀ + e^{g_t - m_t} C`` (C only if no reset
     came between) and likewise ``n_t``. Cutting ``D`` at episode starts makes resets exact; ``mlstm_kernels`` can
     only emulate them with a forget gate of -1e4 (off by 6.6e-3 in float32) or run reset-free spans padded to the
-    longest (2.5x the steps at one episode start per 20 steps), which is why this form is written here."""
+    longest (64 rows x 32 steps with an episode start per 20 steps became 156 spans of 32: 2.4x the steps), which is
+    why this form is written here."""
     B, NH, T, DH = q.shape
     pad = (-T) % chunk
     if pad:  # padded steps add nothing (input gate -1e4) and forget nothing (forget gate +1e4): the state is kept
