@@ -161,27 +161,38 @@ def test_state_is_not_modified_in_place(name):
 @pytest.mark.parametrize("name", names)
 def test_inference_single_steps_match_the_sequence_and_never_change_a_handed_state(name):
     """Deployment's path: one step at a time under ``torch.inference_mode`` (where fast paths such as ELMUR's cached
-    step run). Outputs and the final state must equal one sequence call's; every state handed back must stay as it
-    was when returned, whatever later steps do (a caller may keep it to branch or to replay from)."""
+    step run). Outputs and the final state must equal one sequence call's, whether the caller drops each state (a
+    memory may then reuse its buffers) or keeps every one and branches; and every state handed back must still
+    give the same future, whatever later steps did (a caller may keep it to branch or to replay from)."""
     mem = make(name)
     x, start = inputs()
     s0 = warm_state(mem)
     with torch.no_grad():
         y_seq, s_seq = mem(x, s0, start)
-    handed: list[tuple[dict, dict]] = []
-    ys = []
+
+    def step(t, state):
+        return mem(x[:, t : t + 1], state, start[:, t : t + 1])
+
     with torch.inference_mode():
-        state = s0
-        for t in range(T):
-            y, state = mem(x[:, t : t + 1], state, start[:, t : t + 1])
+        state, ys = s0, []
+        for t in range(T):  # the caller keeps nothing
+            y, state = step(t, state)
             ys.append(y)
-            handed.append((state, {k: v.clone() for k, v in state.items()}))
-            if t == T // 2:  # branch: a second step from the same state must not disturb the first branch
-                mem(x[:, t + 1 : t + 2].flip(0), state, start[:, t + 1 : t + 2])
-    assert_close(y_seq, torch.cat(ys, 1), "inference single steps vs one sequence call")
-    assert_state_close(s_seq, state, "final state, inference single steps")
-    for t, (returned, copy_at_return) in enumerate(handed):
-        assert_state_close(copy_at_return, returned, f"state handed back at step {t}, after later steps")
+        assert_close(y_seq, torch.cat(ys, 1), "inference single steps vs one sequence call")
+        assert_state_close(s_seq, state, "final state, inference single steps")
+
+        state, handed = s0, []
+        for t in range(T):  # the caller keeps every state, and branches twice
+            y, state = step(t, state)
+            assert_close(ys[t], y, f"step {t} when every state is kept")
+            handed.append(state)
+            if t in (T // 2, T // 2 + 1):  # a second step from the same state, starting episodes where the first
+                mem(x[:, t + 1 : t + 2].flip(0), state, ~start[:, t + 1 : t + 2])  # does not, must not disturb it
+        assert_state_close(s_seq, state, "final state, inference single steps, every state kept")
+        for t, replay in enumerate(handed[:-1]):  # each kept state, replayed for up to 10 steps
+            for u in range(t + 1, min(T, t + 11)):
+                y, replay = step(u, replay)
+                assert_close(ys[u], y, f"step {u} replayed from the state handed back at step {t}")
 
 
 @pytest.mark.parametrize("name", names)

@@ -60,6 +60,7 @@ positions < t mod K are meaningful, the rest is ignored).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import NamedTuple, cast
 
@@ -76,19 +77,6 @@ def _heads(x: Tensor, nh: int) -> Tensor:
     return x.view(B, L, nh, D // nh).transpose(1, 2)  # (B, nh, L, hs)
 
 
-def _merge(x: Tensor) -> Tensor:
-    B, nh, L, hs = x.shape
-    return x.transpose(1, 2).reshape(B, L, nh * hs)  # (B, L, D)
-
-
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-    """softmax(q kᵀ/√hs + bias) v for ``q [B, nh, Lq, hs]``, ``k, v [B, nh, Lk, hs]``, ``bias [B, nh, Lq, Lk]``."""
-    if q.shape[2] > 1:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    s = (q * k).sum(-1)[:, :, None] * q.shape[-1] ** -0.5 + bias  # (B, nh, 1, Lk); one query: broadcasts
-    return (s.softmax(-1).transpose(-1, -2) * v).sum(-2, keepdim=True)  # (B, nh, 1, hs)
-
-
 class _Piece(NamedTuple):
     """The k-th piece of every row: steps of one segment of one episode, right-padded to ``L``."""
 
@@ -100,6 +88,24 @@ class _Piece(NamedTuple):
     reset: Tensor | None  # (B,) bool, the piece begins an episode (None: no row's does)
     done: Tensor | None  # rows whose piece completes a segment: (R,) indices on CPU, a (B,) bool mask on the
     # sync-free path (accelerators); None: no row's does
+
+
+class _Holders:
+    """The states sharing one set of cache buffers (``k``, ``v``, ``h``), by weak references to their ``t`` tensors
+    (each step returns a new one). A step continuing state S writes position ``S.t mod K`` of each row, which S never
+    reads (its segment prefix is the positions below), so it may write S's own buffers when S is the only one of
+    them still alive: any other live state (kept to branch or replay from) might read that position. A reset
+    writes position 0, which S may read, so steps with resets always copy."""
+
+    def __init__(self) -> None:
+        self.refs: list[weakref.ref[Tensor]] = []
+
+    def sole(self, t: Tensor) -> bool:
+        self.refs = [r for r in self.refs if r() is not None]
+        return len(self.refs) == 1 and self.refs[0]() is t
+
+    def add(self, t: Tensor) -> None:
+        self.refs.append(weakref.ref(t))
 
 
 class ELMURLayer(nn.Module):
@@ -139,9 +145,10 @@ class ELMURLayer(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def tokens(self, x: Tensor, kc: Tensor, vc: Tensor, mem: Tensor, read_bias: Tensor, ctx: dict
+    def tokens(self, x: Tensor, kc: Tensor, vc: Tensor, read: tuple[Tensor, Tensor], read_bias: Tensor, ctx: dict
                ) -> tuple[Tensor, Tensor, Tensor]:
-        """Eqs. (1)-(3) on a piece ``x [B, L, D]`` whose segment prefix is cached in ``kc, vc [B, K, D]``.
+        """Eqs. (1)-(3) on a piece ``x [B, L, D]`` whose segment prefix is cached in ``kc, vc [B, K, D]``; ``read``
+        is the layer's memory folded for reading (``read_fold``), ``read_bias [B, L, nh, M]``.
 
         Returns the layer output and the piece's own keys and values (all ``[B, L, D]``), for the caches.
         """
@@ -172,12 +179,31 @@ class ELMURLayer(nn.Module):
             o = o + (att[..., K:] @ _heads(v, nh)).transpose(1, 2)  # (B, L, nh, hs)
         h = self.norm_self(x + self.drop(self.self_o(o.reshape(B, L, D))))
         # (2) read the layer's memory, biased by the time since each slot's write
-        km, vm = self.read_kv(mem).chunk(2, -1)  # (B, M, D) each
-        a = _attend(_heads(self.read_q(h), nh), _heads(km, nh), _heads(vm, nh), read_bias)  # (B, nh, L, hs)
-        h = self.norm_read(h + self.drop(self.read_o(_merge(a))))
+        h = self.norm_read(h + self.drop(self.read(h, *read, read_bias)))
         # (3) FFN
         h = self.norm_ffn(h + self.drop(self.ffn(h)))
         return h, k, v
+
+    def read_fold(self, mem: Tensor) -> tuple[Tensor, Tensor]:
+        """The read (2) of memory ``mem [B, M, D]`` folded into two ``[B, nh*M, D]`` tensors, so that a read costs
+        two small matmuls per query and no ``D x D`` projection: with W_q,h, W_k,h, W_v,h head h's rows of the
+        query/key/value projections and W_o,h its columns of the output projection,
+            score_hj = (W_q,h x)·(W_k,h m_j)/√hs = x·rk_hj,    rk_hj = W_q,hᵀ W_k,h m_j / √hs
+            out = b_o + Σ_h W_o,h Σ_j p_hj W_v,h m_j = b_o + Σ_hj p_hj rv_hj,    rv_hj = W_o,h W_v,h m_j
+        Memory changes once per segment, so the step path keeps the fold with the memory (``ELMURMemory._read``)."""
+        B, M, D = mem.shape
+        nh, hs = self.nh, D // self.nh
+        km, vm = self.read_kv(mem).view(B, M, 2, nh, hs).unbind(2)  # (B, M, nh, hs) each
+        rk = torch.einsum("bmhs,hsd->bhmd", km, self.read_q.weight.view(nh, hs, D)) * hs**-0.5
+        rv = torch.einsum("bmhs,dhs->bhmd", vm, self.read_o.weight.view(D, nh, hs))
+        return rk.reshape(B, nh * M, D), rv.reshape(B, nh * M, D)
+
+    def read(self, h: Tensor, rk: Tensor, rv: Tensor, bias: Tensor) -> Tensor:
+        """Read (2) before the residual: queries ``h [B, L, D]``, folded memory ``rk, rv [B, nh*M, D]``, relative-time
+        bias ``[B, L, nh, M]`` -> ``[B, L, D]``."""
+        B, L, _ = h.shape
+        s = torch.bmm(h, rk.transpose(1, 2)).view(bias.shape) + bias  # (B, L, nh, M)
+        return torch.baddbmm(self.read_o.bias, s.softmax(-1).view(B, L, -1), rv)  # (B, L, D)
 
     def candidates(self, mem: Tensor, seg: Tensor, write_bias: Tensor) -> Tensor:
         """Eqs. (4)-(5): ``mem [B, M, D]`` reads the segment's outputs ``seg [B, K, D]`` -> ũ ``[B, M, D]``."""
@@ -326,27 +352,64 @@ class ELMURMemory(Memory):
 
     def _step(self, x: Tensor, state: State, episode_start: Tensor, need_state: bool
               ) -> tuple[Tensor, State | None]:
-        """One step (T=1), the rollout hot path: the same function as a one-step piece of ``forward``, with the
-        per-step work flattened (no piece bookkeeping; caches written in place in fresh copies; the attention
-        over the segment prefix and the step itself done over the updated cache)."""
-        B = x.shape[0]
-        N, K, D, nh, R = self.num_layers, self.segment_len, self.d_model, self.num_heads, self.max_rel_time
-        hs = D // nh
+        """One step (T=1) without autograd, the rollout and deployment hot path: the function of a one-step piece of
+        ``forward`` with the per-step work flattened, and two savings:
+
+        - the memory read is folded (``ELMURLayer.read_fold``) when the memory changes, at a write or a reset, and
+          the fold is kept with the memory tensor (``_fold``), not recomputed every step;
+        - the caches are written in place where no live state can read the position written (``_caches``), else
+          into fresh copies.
+
+        Under ``torch.compile``/``torch.export`` it is a pure function of its inputs (no kept fold, fresh caches).
+        """
         h = self.in_proj(x[:, 0])  # (B, D)
         dt, dev = h.dtype, h.device
         t, mem, anchor = state["t"].long(), state["mem"].to(dt), state["anchor"].long()
         reset = episode_start[:, 0]
-        fast = cpu_fast_path(dev)  # on CPU, skip work for rows that need none (an accelerator would sync)
-        if not fast or bool(reset.any()):
+        tracing = torch.compiler.is_compiling()
+        fast = cpu_fast_path(dev) and not tracing  # on CPU, skip work for rows that need none (an accelerator syncs)
+        any_reset = not fast or bool(reset.any())
+        kc, vc, hc, holders = self._caches(state, dt, in_place=fast and not any_reset)
+        key = None if tracing else self._read_key()
+        rk, rv = self._fold(mem, key)  # (B, N, nh*M, D) each
+        if any_reset:
             t = torch.where(reset, 0, t)
             mem, anchor = self._reset(reset, mem, anchor)
+            rk0, rv0 = self._fold(self.mem0[None].to(dt), None)
+            rk, rv = torch.where(reset[:, None, None, None], rk0, rk), torch.where(reset[:, None, None, None], rv0, rv)
+        K = self.segment_len
         ph = t % K  # (B,) position of this step in its segment
-        # fresh caches (the caller's state is never modified), this step's entries written in place below
-        kc, vc, hc = (state[n].to(dtype=dt, copy=True) for n in ("k", "v", "h"))  # (B, N, K, D)
+        h = self._step_layers(h, t, ph, anchor, rk, rv, kc, vc, hc)
+        y = h[:, None]
+        if not need_state:
+            return y, None
+        done = self._done_rows(ph == K - 1, fast)  # the rows whose segment completes write their memory
+        if done is not None:
+            mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
+            if done.dtype == torch.bool:  # (a mask: every row's fold, the written rows' kept)
+                rk1, rv1 = self._fold(mem, None)
+                w = done[:, None, None, None]
+                rk, rv = torch.where(w, rk1, rk), torch.where(w, rv1, rv)
+            else:
+                rk1, rv1 = self._fold(mem[done], None)
+                rk, rv = rk.index_put((done,), rk1), rv.index_put((done,), rv1)
+        if key is not None and (any_reset or done is not None):  # a new memory tensor: keep its fold with it
+            mem._elmur_read = (key, rk, rv)  # type: ignore[attr-defined]
+        t = t + 1
+        if holders is not None:
+            holders.add(t)
+        return y, {"mem": mem, "anchor": anchor, "t": t, "k": kc, "v": vc, "h": hc}
+
+    def _step_layers(self, h: Tensor, t: Tensor, ph: Tensor, anchor: Tensor, rk: Tensor, rv: Tensor, kc: Tensor,
+                     vc: Tensor, hc: Tensor) -> Tensor:
+        """Eqs. (1)-(3) of every layer for one step ``h [B, D]`` at step in episode ``t``, position ``ph`` in its
+        segment; writes the step's keys, values and layer outputs into the caches ``[B, N, K, D]`` at ``ph``."""
+        B = h.shape[0]
+        N, K, D, nh, R = self.num_layers, self.segment_len, self.d_model, self.num_heads, self.max_rel_time
+        hs, dev = D // nh, h.device
         row = torch.arange(B, device=dev) * (N * K) + ph  # (B,) flat index of (b, layer 0, ph) in a cache
         # keys j = 0..K-1 of the segment; key j is at distance ph - j, hidden when j > ph (not written yet)
-        arK = torch.arange(K, device=dev)
-        d = ph[:, None] - arK  # (B, K)
+        d = ph[:, None] - torch.arange(K, device=dev)  # (B, K)
         dist = (d.clamp(min=0)[:, :, None] + K * torch.arange(nh, device=dev)).view(B, K * nh)  # into bd (B, nh*K)
         hide = (d < 0)[:, :, None]  # (B, K, 1)
         # relative-time read bias of every layer: (B, N, nh, M)
@@ -354,7 +417,7 @@ class ELMURMemory(Memory):
         off = off + (2 * R - 1) * torch.arange(N, device=dev)[:, None]
         read_bias = self.rel_bias.view(-1, nh)[off].transpose(-1, -2)  # (B, N, nh, M)
         u, v_ = self.u.view(-1), self.v.view(-1)
-        pos = self.pos_sin.to(dt)
+        pos = self.pos_sin.to(h.dtype)
         scale = hs**-0.5
         for i, layer in enumerate(cast("Iterable[ELMURLayer]", self.layers)):
             # (1) relative self-attention over the segment so far, this step included
@@ -368,22 +431,48 @@ class ELMURMemory(Memory):
             att = ((ac + bd) * scale).masked_fill(hide, float("-inf")).softmax(1)  # (B, K, nh)
             o = (att[..., None] * vc[:, i].view(B, K, nh, hs)).sum(1)  # (B, nh, hs)
             h = layer.norm_self(h + layer.drop(layer.self_o(o.view(B, D))))
-            # (2) read the layer's memory
-            km, vm = layer.read_kv(mem[:, i]).chunk(2, -1)  # (B, M, D) each
-            qr = layer.read_q(h).view(B, 1, nh, hs)
-            s = (km.view(B, -1, nh, hs) * qr).sum(-1).transpose(1, 2) * scale + read_bias[:, i]  # (B, nh, M)
-            o = (s.softmax(-1).transpose(1, 2)[..., None] * vm.view(B, -1, nh, hs)).sum(1)  # (B, nh, hs)
-            h = layer.norm_read(h + layer.drop(layer.read_o(o.view(B, D))))
+            # (2) read the layer's memory through its fold
+            h = layer.norm_read(h + layer.drop(layer.read(h[:, None], rk[:, i], rv[:, i], read_bias[:, i, None])[:, 0]))
             # (3) FFN
             h = layer.norm_ffn(h + layer.drop(layer.ffn(h)))
             hc.view(-1, D).index_copy_(0, row + i * K, h)
-        y = h[:, None]
-        if not need_state:
-            return y, None
-        done = self._done_rows(ph == K - 1, fast)  # the rows whose segment completes write their memory
-        if done is not None:
-            mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
-        return y, {"mem": mem, "anchor": anchor, "t": t + 1, "k": kc, "v": vc, "h": hc}
+        return h
+
+    def _read_key(self) -> tuple[tuple[int, int], ...]:
+        """Identifies the read weights' current values (a kept fold is valid while it is unchanged): each
+        parameter's identity and version counter, which every in-place update (an optimiser step, a load) bumps."""
+        return tuple((id(p), p._version) for layer in cast("Iterable[ELMURLayer]", self.layers)
+                     for p in (layer.read_q.weight, layer.read_kv.weight, layer.read_o.weight))
+
+    def _fold(self, mem: Tensor, key: tuple | None) -> tuple[Tensor, Tensor]:
+        """Every layer's read fold of ``mem [B, N, M, D]``: ``rk, rv [B, N, nh*M, D]``. With a ``key`` (the step
+        path, outside tracing) the fold kept with ``mem`` under the same key is reused, else computed and kept."""
+        kept = getattr(mem, "_elmur_read", None) if key is not None else None
+        if kept is not None and kept[0] == key:
+            return kept[1], kept[2]
+        layers = cast("Iterable[ELMURLayer]", self.layers)
+        rk, rv = (torch.stack(f, 1) for f in zip(*(layer.read_fold(mem[:, i]) for i, layer in enumerate(layers)),
+                                                 strict=True))
+        if key is not None:
+            mem._elmur_read = (key, rk, rv)  # type: ignore[attr-defined]
+        return rk, rv
+
+    def _caches(self, state: State, dt: torch.dtype, in_place: bool
+                ) -> tuple[Tensor, Tensor, Tensor, _Holders | None]:
+        """The caches a step writes: the state's own when ``in_place`` is allowed (CPU fast path, no reset this step)
+        and the state is the only live one sharing them (``_Holders``); else fresh copies (no holders when tracing)."""
+        kc, vc, hc = state["k"], state["v"], state["h"]
+        holders = getattr(hc, "_elmur_holders", None)
+        if (in_place and isinstance(holders, _Holders) and hc.dtype == dt and holders.sole(state["t"])
+                and getattr(kc, "_elmur_holders", None) is holders and getattr(vc, "_elmur_holders", None) is holders):
+            return kc, vc, hc, holders
+        kc, vc, hc = (c.to(dtype=dt, copy=True) for c in (kc, vc, hc))
+        if torch.compiler.is_compiling():
+            return kc, vc, hc, None
+        holders = _Holders()
+        for c in (kc, vc, hc):
+            c._elmur_holders = holders  # type: ignore[attr-defined]
+        return kc, vc, hc, holders
 
     def _plan(self, t0: Tensor, episode_start: Tensor) -> tuple[list[_Piece], Tensor, Tensor | None]:
         """Cut every row at segment boundaries and episode starts. Returns the pieces, the step in episode of
@@ -466,8 +555,8 @@ class ELMURMemory(Memory):
             read_bias = read_bias.masked_fill(~keep[:, :, None, :, None], float("-inf"))
         new: dict[str, list[Tensor]] = {"k": [], "v": [], "h": []}
         for i, layer in enumerate(cast("Iterable[ELMURLayer]", self.layers)):
-            x, k, v = layer.tokens(x, caches["k"][:, i], caches["v"][:, i], mem[:, i],
-                                   read_bias[:, i].permute(0, 3, 1, 2), ctx)
+            x, k, v = layer.tokens(x, caches["k"][:, i], caches["v"][:, i], layer.read_fold(mem[:, i]),
+                                   read_bias[:, i].transpose(-1, -2), ctx)
             for name, val in (("k", k), ("v", v), ("h", x)):
                 new[name].append(val)
         return x, {name: torch.stack(vals, 1) for name, vals in new.items()}
