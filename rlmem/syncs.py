@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +26,18 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 _strict = threading.local()
+
+
+@contextmanager
+def sync_free() -> Iterator[None]:
+    """Inside the block :func:`cpu_fast_path` is false: code takes the paths it takes on an accelerator, which never
+    branch on a tensor's value (what tracing for ``torch.export``/ONNX needs)."""
+    was = getattr(_strict, "on", False)
+    _strict.on = True
+    try:
+        yield
+    finally:
+        _strict.on = was
 
 
 def cpu_fast_path(device: torch.device | str) -> bool:

@@ -18,7 +18,9 @@ def steps_in_episode(t0: Tensor, episode_start: Tensor) -> Tensor:
     starts at)."""
     T = episode_start.shape[1]
     ar = torch.arange(T, device=episode_start.device)
-    last = torch.where(episode_start, ar, -1).cummax(1).values  # (B, T) latest episode start, -1 none
+    last = torch.where(episode_start, ar, -1)  # (B, T) latest episode start, -1 none: a running max over T
+    if T > 1:  # (one step needs none; the ONNX exporter has no cummax, and a deployed step is T=1)
+        last = last.cummax(1).values
     return torch.where(last >= 0, ar - last, t0[:, None] + ar)
 
 
