@@ -15,6 +15,18 @@ LSTM 128); transformer d_model 128, 2 layers, 2 heads. Transformer cells whose K
     python experiments/bench_inference.py --models mlp lstm gru xlstm gtrxl hcam sat elmur --out bench_memories
 
 Writes experiments/results/<out>.{json,md} (default bench_inference).
+
+``--deploy`` measures deployment instead: a whole policy step (encoder, memory, heads; observation Box(64),
+4 actions, conf/model sizes, greedy actions) at batches 1, 16 and 100 from a filled state with staggered segment
+phases (so some row writes its memory at every step), median ms/step of 10-step blocks:
+
+- ELMUR in torch eager, in eager through the step path of ``--baseline-rev`` (loaded from git: the code before
+  the folded read and in-place caches), with ``torch.compile`` of its step layers, and in onnxruntime;
+- every memory, torch eager vs onnxruntime at batch 1.
+
+    python experiments/bench_inference.py --deploy [--threads 2]
+
+Writes experiments/results/bench_deploy.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,7 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -82,15 +98,21 @@ class MemoryModel:
     @classmethod
     def from_config(cls, name: str) -> MemoryModel:
         """The memory of ``model=<name>`` (conf/model, composed as the CLI does) at its configured size."""
-        from hydra import compose, initialize_config_dir
-        from omegaconf import OmegaConf
+        memory, kwargs = configured(name)
+        return cls(memory, **kwargs)
 
-        from rlmem.config import register_configs
 
-        register_configs()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            model = compose("config", overrides=[f"model={name}", "run_dir=unused"]).model
-        return cls(model.memory, **OmegaConf.to_container(model.memory_kwargs))
+def configured(name: str) -> tuple[str, dict]:
+    """The memory name and kwargs of ``model=<name>`` (conf/model, composed as the CLI does)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from rlmem.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        model = compose("config", overrides=[f"model={name}", "run_dir=unused"]).model
+    return model.memory, dict(OmegaConf.to_container(model.memory_kwargs))
 
     def make_state(self, batch: int, t: int) -> dict[str, torch.Tensor]:
         """The state at episode step ``t``: real steps on random inputs fill every buffer (up to 4,000 steps),
@@ -136,6 +158,152 @@ def time_step(model, batch: int, t: int, repeats: int, block: int = 10, budget_s
     return statistics.median(times) * 1e3, nbytes(state, batch)
 
 
+# ------------------------------------------------------------------ deployment (--deploy)
+DEPLOY_MEMORIES = ("mlp", "lstm", "gru", "xlstm", "gtrxl", "hcam", "sat", "elmur")
+
+
+def baseline_elmur(rev: str) -> type:
+    """``ELMURMemory`` as it was at git revision ``rev`` (unregistered), to time the old step path in this run."""
+    src = subprocess.run(["git", "show", f"{rev}:rlmem/memory/elmur.py"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    mod = types.ModuleType("elmur_baseline")
+    sys.modules[mod.__name__] = mod
+    exec(compile(src.replace('@register("elmur")\n', ""), f"elmur@{rev}", "exec"), mod.__dict__)
+    return mod.ELMURMemory
+
+
+def deploy_policy(name: str):
+    """A policy over Box(64) observations and 4 actions with ``conf/model/<name>``'s memory."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlmem.policy import Policy
+
+    memory, kwargs = configured(name)
+    return Policy(gym.spaces.Box(-1, 1, (D_IN,), np.float32), gym.spaces.Discrete(4), memory=memory,
+                  memory_kwargs=kwargs).eval()
+
+
+def filled_state(policy, batch: int, steps: int = 40):
+    """The state after ``steps`` steps on random inputs, each row's episode started at a different step (so the
+    rows' segment/chunk phases differ), and the next inputs: no episode starts."""
+    g = torch.Generator().manual_seed(0)
+    state = policy.initial_state(batch)
+    start = (torch.arange(steps)[None, :] == (torch.arange(batch) % 10)[:, None]) | (torch.arange(steps) == 0)
+    with torch.inference_mode():
+        for t in range(steps):
+            _, _, state = policy(torch.rand(batch, 1, D_IN, generator=g) * 2 - 1, state, start[:, t : t + 1])
+    obs = torch.rand(batch, 1, D_IN, generator=g) * 2 - 1
+    return state, obs, torch.zeros(batch, 1, dtype=torch.bool)
+
+
+def time_interleaved(variants: dict, rounds: int, block: int = 10) -> dict[str, list[float]]:
+    """ms per step of ``block`` consecutive steps of each variant (``name: (step, state)``, ``step(state) ->
+    state``, every block from the same state), the variants taking turns ``rounds`` times after one warm-up round, so
+    that the host's slow spells fall on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds + 1):
+        for name, (step, state) in variants.items():
+            s, t0 = state, time.perf_counter()
+            for _ in range(block):
+                s = step(s)
+            if r:
+                times[name].append((time.perf_counter() - t0) / block * 1e3)
+    return times
+
+
+def torch_step(policy):
+    def run(args):
+        state, obs, start = args
+        with torch.inference_mode():
+            _, _, new = policy(obs, state, start)
+        return new, obs, start
+
+    return run
+
+
+def ort_step(policy, threads: int):
+    """The policy exported by ``rlmem.export`` and run by onnxruntime: ``(feed) -> feed`` with the next state."""
+    import onnxruntime as ort
+
+    from rlmem.export import export_onnx
+
+    path = export_onnx(policy, Path(tempfile.mkdtemp()) / "policy.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+
+    def run(feed):
+        out = sess.run(None, feed)
+        return {**feed, **{n.replace("next_state.", "state.", 1): v for n, v in zip(names, out, strict=True)
+                           if n.startswith("next_state.")}}
+
+    return run
+
+
+def ort_feed(state, obs, start):
+    return {"obs": obs[:, 0].numpy(), "episode_start": start[:, 0].numpy(),
+            **{f"state.{k}": v.numpy() for k, v in state.items()}}
+
+
+def deploy(args) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+
+    def record(model, batch, times):
+        for variant, ts in times.items():
+            rows.append({"model": model, "variant": variant, "batch": batch, "ms": statistics.median(ts),
+                         "ms_min": min(ts), "ms_max": max(ts), "rounds": len(ts), "threads": args.threads})
+            print(f"{model:<8} {variant:<34} {batch:>5} {statistics.median(ts):>9.3f}  ({min(ts):.3f} - {max(ts):.3f})",
+                  flush=True)
+
+    print(f"{'model':<8} {'variant':<34} {'batch':>5} {'ms/step':>9}  (range over {args.repeats} rounds; "
+          f"{args.threads} threads)")
+    elmur = deploy_policy("elmur")
+    old = deploy_policy("elmur")
+    old.memory = baseline_elmur(args.baseline_rev)(elmur.encoder.output_size, **configured("elmur")[1]).eval()
+    old.memory.load_state_dict(elmur.memory.state_dict())
+    compiled = deploy_policy("elmur")
+    compiled.load_state_dict(elmur.state_dict())
+    compiled.memory._step_layers = torch.compile(compiled.memory._step_layers, dynamic=False)
+    onnx = ort_step(elmur, args.threads)
+    for b in args.batches:
+        state, obs, start = filled_state(elmur, b)
+        record("elmur", b, time_interleaved({
+            f"torch eager, old path ({args.baseline_rev})": (torch_step(old), (state, obs, start)),
+            "torch eager": (torch_step(elmur), (state, obs, start)),
+            "torch.compile (step layers)": (torch_step(compiled), (state, obs, start)),
+            "onnxruntime": (onnx, ort_feed(state, obs, start))}, args.repeats))
+    for name in DEPLOY_MEMORIES:
+        policy = elmur if name == "elmur" else deploy_policy(name)
+        state, obs, start = filled_state(policy, 1)
+        record(name, 1, time_interleaved({"torch eager": (torch_step(policy), (state, obs, start)),
+                                          "onnxruntime": (ort_step(policy, args.threads), ort_feed(state, obs, start))},
+                                         args.repeats))
+    out = Path(__file__).resolve().parent / "results"
+    (out / "bench_deploy.json").write_text(json.dumps(rows, indent=2))
+    lines = [f"ELMUR policy step, ms: median of {args.repeats} interleaved rounds of 10 steps (range), "
+             f"{args.threads} threads", "",
+             "| variant | " + " | ".join(f"batch {b}" for b in args.batches) + " |",
+             "|---|" + "---|" * len(args.batches)]
+    elmur_rows = [r for r in rows if r["model"] == "elmur" and r["batch"] in args.batches]
+    for variant in dict.fromkeys(r["variant"] for r in elmur_rows):
+        cells = [next((f"{r['ms']:.3f} ({r['ms_min']:.2f}-{r['ms_max']:.2f})" for r in elmur_rows
+                       if r["variant"] == variant and r["batch"] == b), "") for b in args.batches]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += ["", "Every memory at batch 1, ms per policy step (median)", "",
+              "| memory | torch eager | onnxruntime | ratio |", "|---|---|---|---|"]
+    per_memory = rows[-2 * len(DEPLOY_MEMORIES):]
+    for name in DEPLOY_MEMORIES:
+        te, ox = (next(r["ms"] for r in per_memory if r["model"] == name and r["variant"] == v)
+                  for v in ("torch eager", "onnxruntime"))
+        lines.append(f"| {name} | {te:.3f} | {ox:.3f} | {te / ox:.1f}x |")
+    (out / "bench_deploy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, nargs="+", default=[1000, 10_000, 100_000])
@@ -145,7 +313,13 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["elmur", "lstm", "transformer"],
                     help="conf/model/<name> configs, or 'transformer' (the KV-cache baseline)")
     ap.add_argument("--out", default="bench_inference", help="results/<out>.{json,md}")
+    ap.add_argument("--deploy", action="store_true", help="policy-step latency: eager, old path, compile, onnxruntime")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="--deploy: torch and onnxruntime")
+    ap.add_argument("--baseline-rev", default="ec77b28", help="--deploy: git revision of the old ELMUR step")
     args = ap.parse_args()
+    if args.deploy:
+        args.repeats = min(args.repeats, 15)
+        return deploy(args)
     torch.manual_seed(0)
     models = {name: KVTransformer() if name == "transformer" else MemoryModel.from_config(name)
               for name in args.models}

@@ -335,3 +335,24 @@ def test_small_write_scale_fills_empty_slots_fully_and_keeps_occupied_ones():
     # ...while blending into an occupied slot (third segment, M=2) all but ignores it with a small write scale
     assert change(plain, 2) > 0.05
     assert change(scaled, 2) < 0.01
+
+
+def test_step_path_follows_weight_changes_after_keeping_a_folded_read():
+    """The step path keeps each memory's folded read (``_fold``) between steps; an in-place change of the read
+    weights (an optimiser step, ``load_state_dict``) must be seen by the next step, as by the sequence path."""
+    torch.manual_seed(0)
+    mem = build("elmur", 5, d_model=16, num_layers=2, num_heads=2, num_slots=2, segment_len=3).double().eval()
+    x = torch.randn(2, 8, 5, dtype=torch.float64)
+    start = torch.zeros(2, 8, dtype=torch.bool)
+    with torch.inference_mode():
+        _, s = mem(x[:, :5], mem.initial_state(2), start[:, :5])  # memory written at step 3
+        _, s = mem(x[:, 5:6], s, start[:, 5:6])  # the fold of this memory is computed and kept
+    with torch.no_grad():
+        for layer in mem.layers:
+            layer.read_kv.weight.mul_(-1.5)
+            layer.read_o.weight.add_(0.1)
+    with torch.inference_mode():
+        y_step, _ = mem(x[:, 6:7], s, start[:, 6:7])
+    with torch.no_grad():
+        y_seq, _ = mem(x[:, 6:8], {k: v.clone() for k, v in s.items()}, start[:, 6:8])
+    assert (y_step[:, 0] - y_seq[:, 0]).abs().max() < 1e-10

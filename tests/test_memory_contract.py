@@ -193,6 +193,12 @@ def test_inference_single_steps_match_the_sequence_and_never_change_a_handed_sta
             for u in range(t + 1, min(T, t + 11)):
                 y, replay = step(u, replay)
                 assert_close(ys[u], y, f"step {u} replayed from the state handed back at step {t}")
+        state = s0
+        for t in range(T - 1):  # the caller keeps nothing, then...
+            _, state = step(t, state)
+    with torch.no_grad():  # ...continues outside inference mode (a rollout after an evaluation)
+        y, _ = step(T - 1, state)
+    assert_close(ys[T - 1], y, "a step under no_grad from a state made under inference_mode")
 
 
 @pytest.mark.parametrize("name", names)

@@ -10,7 +10,9 @@ Every memory is a ``torch.nn.Module`` with
 * ``episode_start[b, t]`` means the state used at step ``t`` of row ``b`` is exactly
   ``initial_state`` for that row, within the same call.
 * Any split of a sequence into calls (step-wise, whole, chunked) gives the same outputs and state.
-* Rows never influence each other; state tensors are never modified in place.
+* Rows never influence each other. A state handed back never changes in anything its future depends on: a
+  memory may write into a state's tensors only where that state never reads (ELMUR's step writes position
+  ``t mod K`` of its segment caches in place when no other live state shares them), else it copies.
 * ``need_state=False`` lets a memory skip computing the final state (it then returns ``None``), like
   ``need_weights`` in ``nn.MultiheadAttention``: training on stored chunk states never uses it.
 

@@ -379,13 +379,23 @@ class ELMURMemory(Memory):
             rk, rv = torch.where(reset[:, None, None, None], rk0, rk), torch.where(reset[:, None, None, None], rv0, rv)
         K = self.segment_len
         ph = t % K  # (B,) position of this step in its segment
-        h = self._step_layers(h, t, ph, anchor, rk, rv, kc, vc, hc)
+        h, entries = self._step_layers(h, t, ph, anchor, rk, rv, kc, vc)  # entries (3, B, N, D)
+        B, N = entries.shape[1:3]
+        at = ((torch.arange(B, device=dev) * N)[:, None] + torch.arange(N, device=dev)) * K + ph[:, None]  # (B, N)
+        for c, e in zip((kc, vc, hc), entries, strict=True):  # position ph of every layer's segment cache
+            c.view(-1, c.shape[-1]).index_copy_(0, at.view(-1), e.reshape(B * N, -1))
         y = h[:, None]
         if not need_state:
             return y, None
         done = self._done_rows(ph == K - 1, fast)  # the rows whose segment completes write their memory
         if done is not None:
-            mem, anchor = self._write(_Piece(None, 1, torch.ones_like(t), ph, t, None, done), mem, anchor, hc)
+            piece = _Piece(None, 1, torch.ones_like(t), ph, t, None, done)
+            if tracing:  # a graph runs the write only on steps where some row writes (an ONNX If)
+                mem, anchor = torch.cond(done.any(), lambda m, a, c: self._write(piece, m, a, c),
+                                         lambda m, a, c: (m.clone(), a.clone()), (mem, anchor, hc))
+            else:
+                mem, anchor = self._write(piece, mem, anchor, hc)
+        if done is not None and key is not None:  # keep the fold of the new memory (a graph keeps none)
             if done.dtype == torch.bool:  # (a mask: every row's fold, the written rows' kept)
                 rk1, rv1 = self._fold(mem, None)
                 w = done[:, None, None, None]
@@ -401,17 +411,17 @@ class ELMURMemory(Memory):
         return y, {"mem": mem, "anchor": anchor, "t": t, "k": kc, "v": vc, "h": hc}
 
     def _step_layers(self, h: Tensor, t: Tensor, ph: Tensor, anchor: Tensor, rk: Tensor, rv: Tensor, kc: Tensor,
-                     vc: Tensor, hc: Tensor) -> Tensor:
+                     vc: Tensor) -> tuple[Tensor, Tensor]:
         """Eqs. (1)-(3) of every layer for one step ``h [B, D]`` at step in episode ``t``, position ``ph`` in its
-        segment; writes the step's keys, values and layer outputs into the caches ``[B, N, K, D]`` at ``ph``."""
+        segment, over the segment prefix cached in ``kc, vc [B, N, K, D]`` (positions < ph; read only). Returns the
+        output and the step's cache entries ``[3, B, N, D]`` (keys, values, layer outputs), for position ``ph``."""
         B = h.shape[0]
         N, K, D, nh, R = self.num_layers, self.segment_len, self.d_model, self.num_heads, self.max_rel_time
         hs, dev = D // nh, h.device
-        row = torch.arange(B, device=dev) * (N * K) + ph  # (B,) flat index of (b, layer 0, ph) in a cache
-        # keys j = 0..K-1 of the segment; key j is at distance ph - j, hidden when j > ph (not written yet)
+        # cached keys j = 0..K-1 at distance ph - j; those at j >= ph are not of this segment's prefix (hidden)
         d = ph[:, None] - torch.arange(K, device=dev)  # (B, K)
         dist = (d.clamp(min=0)[:, :, None] + K * torch.arange(nh, device=dev)).view(B, K * nh)  # into bd (B, nh*K)
-        hide = (d < 0)[:, :, None]  # (B, K, 1)
+        hide = (d <= 0)[:, :, None]  # (B, K, 1)
         # relative-time read bias of every layer: (B, N, nh, M)
         off = (t[:, None, None] - anchor).clamp(-(R - 1), R - 1) + (R - 1)
         off = off + (2 * R - 1) * torch.arange(N, device=dev)[:, None]
@@ -419,24 +429,28 @@ class ELMURMemory(Memory):
         u, v_ = self.u.view(-1), self.v.view(-1)
         pos = self.pos_sin.to(h.dtype)
         scale = hs**-0.5
+        new: list[list[Tensor]] = [[], [], []]
         for i, layer in enumerate(cast("Iterable[ELMURLayer]", self.layers)):
-            # (1) relative self-attention over the segment so far, this step included
+            # (1) relative self-attention over the segment prefix and this step
             q, k, v = F.linear(h, layer.qkv.weight).split(D, -1)  # (B, D) each
-            kc.view(-1, D).index_copy_(0, row + i * K, k)
-            vc.view(-1, D).index_copy_(0, row + i * K, v)
             r = layer.r_net(pos).view(K, nh, hs).transpose(0, 1)  # (nh, K, hs) W_r R(d)
-            bd = torch.bmm((q + v_).view(B, nh, hs).transpose(0, 1), r.transpose(1, 2))  # (nh, B, K)
-            bd = bd.transpose(0, 1).reshape(B, nh * K).gather(1, dist).view(B, K, nh)  # (B, K, nh) at key j
-            ac = (kc[:, i].view(B, K, nh, hs) * (q + u).view(B, 1, nh, hs)).sum(-1)  # (B, K, nh)
-            att = ((ac + bd) * scale).masked_fill(hide, float("-inf")).softmax(1)  # (B, K, nh)
-            o = (att[..., None] * vc[:, i].view(B, K, nh, hs)).sum(1)  # (B, nh, hs)
-            h = layer.norm_self(h + layer.drop(layer.self_o(o.view(B, D))))
+            bd = torch.bmm((q + v_).view(B, nh, hs).transpose(0, 1), r.transpose(1, 2)).transpose(0, 1)  # (B, nh, K)
+            bd_self = bd[:, :, 0]  # (B, nh) distance 0
+            bd = bd.reshape(B, nh * K).gather(1, dist).view(B, K, nh)  # (B, K, nh) at cached key j
+            qu = (q + u).view(B, 1, nh, hs)
+            ac = (kc[:, i].view(B, K, nh, hs) * qu).sum(-1)  # (B, K, nh) (q+u)·k_j per head
+            ac_self = (qu[:, 0] * k.view(B, nh, hs)).sum(-1)  # (B, nh)
+            s = torch.cat([(ac + bd).masked_fill(hide, float("-inf")), (ac_self + bd_self)[:, None]], 1)
+            att = (s * scale).softmax(1)[..., None]  # (B, K+1, nh, 1)
+            o = (att[:, :K] * vc[:, i].view(B, K, nh, hs)).sum(1) + att[:, K] * v.view(B, nh, hs)  # (B, nh, hs)
+            h = layer.norm_self(h + layer.drop(layer.self_o(o.reshape(B, D))))
             # (2) read the layer's memory through its fold
             h = layer.norm_read(h + layer.drop(layer.read(h[:, None], rk[:, i], rv[:, i], read_bias[:, i, None])[:, 0]))
             # (3) FFN
             h = layer.norm_ffn(h + layer.drop(layer.ffn(h)))
-            hc.view(-1, D).index_copy_(0, row + i * K, h)
-        return h
+            for entries, e in zip(new, (k, v, h), strict=True):
+                entries.append(e)
+        return h, torch.stack([torch.stack(e, 1) for e in new])
 
     def _read_key(self) -> tuple[tuple[int, int], ...]:
         """Identifies the read weights' current values (a kept fold is valid while it is unchanged): each
@@ -463,7 +477,8 @@ class ELMURMemory(Memory):
         and the state is the only live one sharing them (``_Holders``); else fresh copies (no holders when tracing)."""
         kc, vc, hc = state["k"], state["v"], state["h"]
         holders = getattr(hc, "_elmur_holders", None)
-        if (in_place and isinstance(holders, _Holders) and hc.dtype == dt and holders.sole(state["t"])
+        writable = torch.is_inference_mode_enabled() or not hc.is_inference()  # (made by an inference-mode step)
+        if (in_place and writable and isinstance(holders, _Holders) and hc.dtype == dt and holders.sole(state["t"])
                 and getattr(kc, "_elmur_holders", None) is holders and getattr(vc, "_elmur_holders", None) is holders):
             return kc, vc, hc, holders
         kc, vc, hc = (c.to(dtype=dt, copy=True) for c in (kc, vc, hc))
