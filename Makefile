@@ -28,7 +28,7 @@ test-slow: setup
 	$(PY) -m pytest -m slow
 
 lint: setup
-	$(VENV)/bin/ruff check rlmem envs tests experiments
+	$(VENV)/bin/ruff check rlmem envs tests experiments examples
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -35,7 +35,10 @@ def move(x: np.ndarray, y: np.ndarray, a: np.ndarray, length: int) -> tuple[np.n
 def run(graph: str, episodes: int = 64, seed: int = 0) -> float:
     """Success rate of the greedy policy in ``graph`` over ``episodes`` passive T-Maze episodes."""
     meta = json.loads(Path(graph).with_suffix(".json").read_text())
-    length = int(meta["env_kwargs"].get("corridor_length", 10))
+    kwargs = meta["env_kwargs"]
+    if meta["env_id"] != "rlmem/TMaze-v0" or kwargs.get("variant") != "passive":
+        raise SystemExit(f"{graph} was trained on {meta['env_id']} {kwargs}; this loop runs the passive T-Maze")
+    length = int(kwargs["corridor_length"])
     sess = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     init = np.load(Path(graph).with_name(Path(graph).stem + ".initial_state.npz"))

@@ -264,7 +264,7 @@ def deploy(args) -> None:
     elmur = deploy_policy("elmur")
     old = deploy_policy("elmur")
     old.memory = baseline_elmur(args.baseline_rev)(elmur.encoder.output_size, **configured("elmur")[1]).eval()
-    old.memory.load_state_dict(elmur.memory.state_dict())
+    old.load_state_dict(elmur.state_dict())
     compiled = deploy_policy("elmur")
     compiled.load_state_dict(elmur.state_dict())
     compiled.memory._step_layers = torch.compile(compiled.memory._step_layers, dynamic=False)
@@ -308,7 +308,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, nargs="+", default=[1000, 10_000, 100_000])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 100])
-    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=None, help="blocks per cell (default 50; --deploy: rounds, 15)")
     ap.add_argument("--max-cache-gb", type=float, default=4.0)
     ap.add_argument("--models", nargs="+", default=["elmur", "lstm", "transformer"],
                     help="conf/model/<name> configs, or 'transformer' (the KV-cache baseline)")
@@ -318,8 +318,9 @@ def main() -> None:
     ap.add_argument("--baseline-rev", default="ec77b28", help="--deploy: git revision of the old ELMUR step")
     args = ap.parse_args()
     if args.deploy:
-        args.repeats = min(args.repeats, 15)
+        args.repeats = args.repeats or 15
         return deploy(args)
+    args.repeats = args.repeats or 50
     torch.manual_seed(0)
     models = {name: KVTransformer() if name == "transformer" else MemoryModel.from_config(name)
               for name in args.models}

@@ -13,7 +13,8 @@ The graph is one policy step for a batch of any size, with the memory's state as
 
 Next to ``FILE`` it writes ``FILE``'s stem + ``.json`` (spaces, env id and kwargs, memory, the input/output and
 state names, dtypes and per-row shapes) and ``.initial_state.npz`` (one row of every state tensor: repeat it over
-the batch). A numpy-only loop (``examples/onnx_tmaze.py``)::
+the batch). Output dtypes and shapes are in the sidecar: ``action`` is int64 for discrete actions, float32 for
+Box ones. A numpy-only loop (``examples/onnx_tmaze.py``)::
 
     sess = onnxruntime.InferenceSession("policy.onnx")
     state = {f"state.{k}": np.repeat(v, B, 0) for k, v in np.load("policy.initial_state.npz").items()}
@@ -27,6 +28,7 @@ branch on a tensor's value); a memory using an op the ONNX exporter lacks fails 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import sys
@@ -177,9 +179,11 @@ def export_onnx(policy: Policy, out: str | Path, opset: int = 18) -> Path:
         raise ExportError(f"ONNX export needs onnx and onnxscript ({e}): pip install 'rlmem[export]'") from None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    policy = policy.to("cpu").eval()
+    policy = copy.deepcopy(policy).to("cpu").eval()  # (the caller's policy keeps its device and mode)
     graph = StepGraph(policy)
     args = example_inputs(policy)
+    with torch.no_grad(), sync_free():
+        example_out = graph(*args)
     batch = torch.export.Dim("batch", min=1)
     dynamic = (tuple({0: batch} for _ in args),)  # (forward takes *inputs: one tuple)
     log = io.StringIO()
@@ -194,7 +198,7 @@ def export_onnx(policy: Policy, out: str | Path, opset: int = 18) -> Path:
         while root.__cause__ is not None:
             root = root.__cause__
         reason = next((line for line in str(root).splitlines() if line.strip()), type(root).__name__)
-        raise ExportError(f"memory {policy.arch['memory']!r} cannot be exported to ONNX: {reason}") from e
+        raise ExportError(f"the policy (memory {policy.arch['memory']!r}) cannot be exported to ONNX: {reason}") from e
 
     s0 = policy.initial_state(1, "cpu")
     arrays: dict[str, Any] = {k: v.numpy() for k, v in s0.items()}
@@ -216,7 +220,8 @@ def export_onnx(policy: Policy, out: str | Path, opset: int = 18) -> Path:
         + [{"name": "episode_start", "dtype": "bool", "shape": ["batch"]}]
         + [{"name": f"state.{k}", "dtype": str(v.numpy().dtype), "shape": ["batch", *v.shape[1:]]}
            for k, v in s0.items()],
-        "outputs": graph.output_names,
+        "outputs": [{"name": n, "dtype": str(o.detach().numpy().dtype), "shape": ["batch", *o.shape[1:]]}
+                    for n, o in zip(graph.output_names, example_out, strict=True)],
         "state": {k: {"dtype": str(v.numpy().dtype), "shape": list(v.shape[1:])} for k, v in s0.items()},
     }
     _sibling(out, ".json").write_text(json.dumps(sidecar, indent=2, default=str))

@@ -4,6 +4,7 @@ reference implementation of the paper's equations that the streaming implementat
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -356,3 +357,59 @@ def test_step_path_follows_weight_changes_after_keeping_a_folded_read():
     with torch.no_grad():
         y_seq, _ = mem(x[:, 6:8], {k: v.clone() for k, v in s.items()}, start[:, 6:8])
     assert (y_step[:, 0] - y_seq[:, 0]).abs().max() < 1e-10
+
+
+def _stepper():
+    torch.manual_seed(0)
+    mem = build("elmur", 5, d_model=16, num_layers=2, num_heads=2, num_slots=2, segment_len=3).double().eval()
+    x = torch.randn(2, 16, 5, dtype=torch.float64)
+    start = torch.zeros(2, 16, dtype=torch.bool)
+    start[:, 0] = True
+    return mem, x, start
+
+
+def test_inference_steps_write_the_caches_in_place_when_nothing_else_refers_to_them():
+    mem, x, start = _stepper()
+    with torch.inference_mode():
+        _, s = mem(x[:, :1], mem.initial_state(2), start[:, :1])
+        ptr = s["h"].data_ptr()
+        for t in range(1, 8):
+            _, s = mem(x[:, t : t + 1], s, start[:, t : t + 1])
+            assert s["h"].data_ptr() == ptr, f"step {t} copied its caches although nothing else refers to them"
+
+
+@pytest.mark.parametrize("alias", ["dict", "detach", "slice", "numpy"])
+def test_an_alias_kept_by_the_caller_stops_in_place_writes(alias):
+    """A state kept in any form that shares the caches (the same tensors in another dict, ``detach()``, a view, a
+    numpy array) must replay the same future after the original has stepped on, past a segment's wrap-around."""
+    mem, x, start = _stepper()
+    with torch.inference_mode():
+        state, ys = mem.initial_state(2), []
+        for t in range(16):
+            y, state = mem(x[:, t : t + 1], state, start[:, t : t + 1])
+            ys.append(y)
+        state, kept = mem.initial_state(2), None
+        for t in range(16):
+            _, state = mem(x[:, t : t + 1], state, start[:, t : t + 1])
+            if t == 4:
+                kept = {"dict": lambda s: dict(s), "detach": lambda s: {k: v.detach() for k, v in s.items()},
+                        "slice": lambda s: {k: v[:] for k, v in s.items()},
+                        "numpy": lambda s: {k: v.numpy() for k, v in s.items()}}[alias](state)
+        replay = {k: torch.from_numpy(v) if alias == "numpy" else v for k, v in kept.items()}
+        for t in range(5, 16):
+            y, replay = mem(x[:, t : t + 1], replay, start[:, t : t + 1])
+            assert (y - ys[t]).abs().max() < 1e-10, f"step {t} replayed from a kept {alias} alias"
+
+
+def test_a_stepped_state_saves_and_continues():
+    mem, x, start = _stepper()
+    with torch.inference_mode():
+        _, s = mem(x[:, :5], mem.initial_state(2), start[:, :5])
+        _, s = mem(x[:, 5:6], s, start[:, 5:6])
+        buf = io.BytesIO()
+        torch.save(s, buf)
+        buf.seek(0)
+        loaded = torch.load(buf)
+        y1, _ = mem(x[:, 6:9], {k: v.clone() for k, v in s.items()}, start[:, 6:9])
+        y2, _ = mem(x[:, 6:9], loaded, start[:, 6:9])
+    assert torch.equal(y1, y2)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -21,6 +20,7 @@ from rlmem.memory import MEMORIES, Memory, register
 from rlmem.policy import Policy
 from rlmem.tree import tree_map
 
+ort = pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parent.parent
 TMAZE = {"corridor_length": 6, "variant": "passive"}
 # Small widths keep the exports quick; windows shorter than the 300 steps so that every cache wraps.
@@ -43,7 +43,7 @@ def tmaze_policy(memory: str) -> Policy:
                   env_id="rlmem/TMaze-v0", env_kwargs=TMAZE).eval()
 
 
-def outputs(sess: ort.InferenceSession, feed: dict) -> dict[str, np.ndarray]:
+def outputs(sess, feed: dict) -> dict[str, np.ndarray]:
     return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed), strict=True))
 
 
@@ -122,7 +122,14 @@ def test_cli_writes_graph_sidecar_and_initial_state(tmp_path):
     assert meta["action_space"] == {"type": "Discrete", "n": 4, "start": 0}
     names = [f"state.{k}" for k in policy.initial_state(1)]
     assert [x["name"] for x in meta["inputs"]] == ["obs", "episode_start", *names]
-    assert meta["outputs"] == ["action", "logits", "value", *(n.replace("state.", "next_state.") for n in names)]
+    assert [o["name"] for o in meta["outputs"]] == ["action", "logits", "value",
+                                                   *(n.replace("state.", "next_state.") for n in names)]
+    assert meta["outputs"][:3] == [{"name": "action", "dtype": "int64", "shape": ["batch"]},
+                                   {"name": "logits", "dtype": "float32", "shape": ["batch", 4]},
+                                   {"name": "value", "dtype": "float32", "shape": ["batch"]}]
+    policy.train()
+    export_onnx(policy, tmp_path / "y.onnx")
+    assert policy.training, "export changed the caller's policy"
     init = np.load(tmp_path / "run" / "policy.initial_state.npz")
     for k, v in policy.initial_state(1).items():
         np.testing.assert_array_equal(init[k], v.numpy())
@@ -158,7 +165,7 @@ def test_a_memory_the_exporter_cannot_convert_fails_with_its_reason(tmp_path):
     register("_cummax_for_test")(_Cummax)
     try:
         policy = Policy(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(2), memory="_cummax_for_test")
-        with pytest.raises(ExportError, match=r"memory '_cummax_for_test' cannot be exported to ONNX: .*cummax"):
+        with pytest.raises(ExportError, match=r"\(memory '_cummax_for_test'\) cannot be exported to ONNX: .*cummax"):
             export_onnx(policy, tmp_path / "p.onnx")
     finally:
         del MEMORIES["_cummax_for_test"]

@@ -181,14 +181,18 @@ def test_inference_single_steps_match_the_sequence_and_never_change_a_handed_sta
         assert_close(y_seq, torch.cat(ys, 1), "inference single steps vs one sequence call")
         assert_state_close(s_seq, state, "final state, inference single steps")
 
-        state, handed = s0, []
+        state, handed, copies = s0, [], []
         for t in range(T):  # the caller keeps every state, and branches twice
             y, state = step(t, state)
             assert_close(ys[t], y, f"step {t} when every state is kept")
             handed.append(state)
+            copies.append({k: v.clone() for k, v in state.items()})
             if t in (T // 2, T // 2 + 1):  # a second step from the same state, starting episodes where the first
                 mem(x[:, t + 1 : t + 2].flip(0), state, ~start[:, t + 1 : t + 2])  # does not, must not disturb it
         assert_state_close(s_seq, state, "final state, inference single steps, every state kept")
+        for t, (returned, copy_at_return) in enumerate(zip(handed, copies, strict=True)):
+            assert_state_close(mem.essential(copy_at_return), mem.essential(returned),
+                               f"state handed back at step {t}, after later steps")
         for t, replay in enumerate(handed[:-1]):  # each kept state, replayed for up to 10 steps
             for u in range(t + 1, min(T, t + 11)):
                 y, replay = step(u, replay)

@@ -10,9 +10,10 @@ Every memory is a ``torch.nn.Module`` with
 * ``episode_start[b, t]`` means the state used at step ``t`` of row ``b`` is exactly
   ``initial_state`` for that row, within the same call.
 * Any split of a sequence into calls (step-wise, whole, chunked) gives the same outputs and state.
-* Rows never influence each other. A state handed back never changes in anything its future depends on: a
-  memory may write into a state's tensors only where that state never reads (ELMUR's step writes position
-  ``t mod K`` of its segment caches in place when no other live state shares them), else it copies.
+* Rows never influence each other. A state handed back never changes in anything its future depends on
+  (``essential``): a memory may write into a state's tensors only where that state never reads (ELMUR's step, on
+  CPU in inference mode, writes position ``t mod K`` of its segment caches in place when nothing else refers to
+  them), else it copies.
 * ``need_state=False`` lets a memory skip computing the final state (it then returns ``None``), like
   ``need_weights`` in ``nn.MultiheadAttention``: training on stored chunk states never uses it.
 
@@ -54,6 +55,12 @@ class Memory(nn.Module, abc.ABC):
         self, x: Tensor, state: State, episode_start: Tensor, *, need_state: bool = True
     ) -> tuple[Tensor, State | None]:
         """``x [B, T, D]``, ``episode_start [B, T]`` bool -> ``y [B, T, output_size]``, new state."""
+
+    def essential(self, state: State) -> State:
+        """The part of ``state`` its future depends on (all of it by default): what stays unchanged in a state
+        handed back (the contract suite compares it). A memory whose steps reuse buffers in place blanks the parts
+        the state never reads."""
+        return state
 
     def feedback(self, score: float) -> dict[str, float]:
         """Called by trainers after each update with a score of it (higher is better); returns diagnostics."""

@@ -60,6 +60,7 @@ positions < t mod K are meaningful, the rest is ignored).
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import NamedTuple, cast
@@ -67,6 +68,7 @@ from typing import NamedTuple, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from rlmem.memory.base import Memory, State, register
 from rlmem.syncs import cpu_fast_path
@@ -90,22 +92,20 @@ class _Piece(NamedTuple):
     # sync-free path (accelerators); None: no row's does
 
 
-class _Holders:
-    """The states sharing one set of cache buffers (``k``, ``v``, ``h``), by weak references to their ``t`` tensors
-    (each step returns a new one). A step continuing state S writes position ``S.t mod K`` of each row, which S never
-    reads (its segment prefix is the positions below), so it may write S's own buffers when S is the only one of
-    them still alive: any other live state (kept to branch or replay from) might read that position. A reset
-    writes position 0, which S may read, so steps with resets always copy."""
+def _exposure(state: State) -> tuple[int, ...]:
+    """Who else can see a state's cache tensors: Python references to each tensor object (another live state dict
+    holding it, a caller's variable, a numpy array) and tensors on each storage (a view, a ``detach()``)."""
+    k, v, h = state["k"], state["v"], state["h"]
+    uses = torch._C._storage_Use_Count
+    return (sys.getrefcount(k), sys.getrefcount(v), sys.getrefcount(h), uses(k.untyped_storage()._cdata),
+            uses(v.untyped_storage()._cdata), uses(h.untyped_storage()._cdata))
 
-    def __init__(self) -> None:
-        self.refs: list[weakref.ref[Tensor]] = []
 
-    def sole(self, t: Tensor) -> bool:
-        self.refs = [r for r in self.refs if r() is not None]
-        return len(self.refs) == 1 and self.refs[0]() is t
-
-    def add(self, t: Tensor) -> None:
-        self.refs.append(weakref.ref(t))
+# the exposure of caches that only their state dict refers to (measured once, the same way)
+_PRIVATE = _exposure({"k": torch.empty(1), "v": torch.empty(1), "h": torch.empty(1)})
+# the read fold (``ELMURLayer.read_fold``) computed by a step for a memory tensor, kept for the steps that follow
+# while that tensor lives: memory tensor -> (owner module, read weights' versions, rk, rv)
+_FOLDS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 class ELMURLayer(nn.Module):
@@ -190,7 +190,7 @@ class ELMURLayer(nn.Module):
         query/key/value projections and W_o,h its columns of the output projection,
             score_hj = (W_q,h x)·(W_k,h m_j)/√hs = x·rk_hj,    rk_hj = W_q,hᵀ W_k,h m_j / √hs
             out = b_o + Σ_h W_o,h Σ_j p_hj W_v,h m_j = b_o + Σ_hj p_hj rv_hj,    rv_hj = W_o,h W_v,h m_j
-        Memory changes once per segment, so the step path keeps the fold with the memory (``ELMURMemory._read``)."""
+        Memory changes once per segment, so the step path keeps each memory tensor's fold (``ELMURMemory._fold``)."""
         B, M, D = mem.shape
         nh, hs = self.nh, D // self.nh
         km, vm = self.read_kv(mem).view(B, M, 2, nh, hs).unbind(2)  # (B, M, nh, hs) each
@@ -314,6 +314,13 @@ class ELMURMemory(Memory):
             "k": cache, "v": cache.clone(), "h": cache.clone(),
         }
 
+    def essential(self, state: State) -> State:
+        """The caches' positions below ``t mod K`` (the current segment's prefix) are all a state's future reads of
+        them; the rest is blanked (a step may have written it in place)."""
+        K = self.segment_len
+        seen = torch.arange(K, device=state["t"].device) < (state["t"] % K)[:, None]  # (B, K)
+        return {**state, **{n: state[n] * seen[:, None, :, None] for n in ("k", "v", "h")}}
+
     def _rel(self, offset: Tensor) -> Tensor:
         """Per-layer, per-head bias of integer time offsets ``[B, N, ...]`` -> ``[B, N, ..., nh]``."""
         R = self.max_rel_time
@@ -369,7 +376,7 @@ class ELMURMemory(Memory):
         tracing = torch.compiler.is_compiling()
         fast = cpu_fast_path(dev) and not tracing  # on CPU, skip work for rows that need none (an accelerator syncs)
         any_reset = not fast or bool(reset.any())
-        kc, vc, hc, holders = self._caches(state, dt, in_place=fast and not any_reset)
+        kc, vc, hc = self._caches(state, dt, in_place=fast and not any_reset)
         key = None if tracing else self._read_key()
         rk, rv = self._fold(mem, key)  # (B, N, nh*M, D) each
         if any_reset:
@@ -403,12 +410,9 @@ class ELMURMemory(Memory):
             else:
                 rk1, rv1 = self._fold(mem[done], None)
                 rk, rv = rk.index_put((done,), rk1), rv.index_put((done,), rv1)
-        if key is not None and (any_reset or done is not None):  # a new memory tensor: keep its fold with it
-            mem._elmur_read = (key, rk, rv)  # type: ignore[attr-defined]
-        t = t + 1
-        if holders is not None:
-            holders.add(t)
-        return y, {"mem": mem, "anchor": anchor, "t": t, "k": kc, "v": vc, "h": hc}
+        if key is not None and (any_reset or done is not None):  # a new memory tensor: keep its fold
+            _FOLDS[mem] = (weakref.ref(self), key, rk, rv)
+        return y, {"mem": mem, "anchor": anchor, "t": t + 1, "k": kc, "v": vc, "h": hc}
 
     def _step_layers(self, h: Tensor, t: Tensor, ph: Tensor, anchor: Tensor, rk: Tensor, rv: Tensor, kc: Tensor,
                      vc: Tensor) -> tuple[Tensor, Tensor]:
@@ -452,42 +456,40 @@ class ELMURMemory(Memory):
                 entries.append(e)
         return h, torch.stack([torch.stack(e, 1) for e in new])
 
-    def _read_key(self) -> tuple[tuple[int, int], ...]:
-        """Identifies the read weights' current values (a kept fold is valid while it is unchanged): each
-        parameter's identity and version counter, which every in-place update (an optimiser step, a load) bumps."""
-        return tuple((id(p), p._version) for layer in cast("Iterable[ELMURLayer]", self.layers)
+    def _read_key(self) -> tuple[int, ...]:
+        """The read weights' version counters, which every in-place update bumps (an optimiser step,
+        ``load_state_dict``, ``p.copy_`` under ``no_grad``): a kept fold is valid while they are unchanged. An update
+        through ``p.data`` bypasses them; after one, a step may read memory through the old weights until the next
+        write."""
+        return tuple(p._version for layer in cast("Iterable[ELMURLayer]", self.layers)
                      for p in (layer.read_q.weight, layer.read_kv.weight, layer.read_o.weight))
 
     def _fold(self, mem: Tensor, key: tuple | None) -> tuple[Tensor, Tensor]:
         """Every layer's read fold of ``mem [B, N, M, D]``: ``rk, rv [B, N, nh*M, D]``. With a ``key`` (the step
-        path, outside tracing) the fold kept with ``mem`` under the same key is reused, else computed and kept."""
-        kept = getattr(mem, "_elmur_read", None) if key is not None else None
-        if kept is not None and kept[0] == key:
-            return kept[1], kept[2]
+        path, outside tracing) the fold this module kept for ``mem`` under the same key is reused, else computed
+        and kept."""
+        kept = _FOLDS.get(mem) if key is not None else None
+        if kept is not None and kept[0]() is self and kept[1] == key:
+            return kept[2], kept[3]
         layers = cast("Iterable[ELMURLayer]", self.layers)
         rk, rv = (torch.stack(f, 1) for f in zip(*(layer.read_fold(mem[:, i]) for i, layer in enumerate(layers)),
                                                  strict=True))
         if key is not None:
-            mem._elmur_read = (key, rk, rv)  # type: ignore[attr-defined]
+            _FOLDS[mem] = (weakref.ref(self), key, rk, rv)
         return rk, rv
 
-    def _caches(self, state: State, dt: torch.dtype, in_place: bool
-                ) -> tuple[Tensor, Tensor, Tensor, _Holders | None]:
-        """The caches a step writes: the state's own when ``in_place`` is allowed (CPU fast path, no reset this step)
-        and the state is the only live one sharing them (``_Holders``); else fresh copies (no holders when tracing)."""
-        kc, vc, hc = state["k"], state["v"], state["h"]
-        holders = getattr(hc, "_elmur_holders", None)
-        writable = torch.is_inference_mode_enabled() or not hc.is_inference()  # (made by an inference-mode step)
-        if (in_place and writable and isinstance(holders, _Holders) and hc.dtype == dt and holders.sole(state["t"])
-                and getattr(kc, "_elmur_holders", None) is holders and getattr(vc, "_elmur_holders", None) is holders):
-            return kc, vc, hc, holders
-        kc, vc, hc = (c.to(dtype=dt, copy=True) for c in (kc, vc, hc))
-        if torch.compiler.is_compiling():
-            return kc, vc, hc, None
-        holders = _Holders()
-        for c in (kc, vc, hc):
-            c._elmur_holders = holders  # type: ignore[attr-defined]
-        return kc, vc, hc, holders
+    def _caches(self, state: State, dt: torch.dtype, in_place: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """The caches a step writes: the state's own when ``in_place`` is allowed (CPU fast path, no reset this step),
+        in inference mode on inference tensors (which autograd never saves), when nothing but the state dict refers
+        to them (``_exposure``); else fresh copies. The step writes position ``t mod K`` of each row, which the state
+        it continues never reads (its segment prefix lies below), so that state stays valid; any other holder might
+        read it. A reset writes position 0, which the state may read: steps with resets copy."""
+        if (in_place and torch.is_inference_mode_enabled() and state["h"].dtype == dt
+                and all(state[n].is_inference() and state[n].is_contiguous() for n in ("k", "v", "h"))
+                and _exposure(state) == _PRIVATE):
+            return state["k"], state["v"], state["h"]
+        kc, vc, hc = (state[n].to(dtype=dt, memory_format=torch.contiguous_format, copy=True) for n in ("k", "v", "h"))
+        return kc, vc, hc
 
     def _plan(self, t0: Tensor, episode_start: Tensor) -> tuple[list[_Piece], Tensor, Tensor | None]:
         """Cut every row at segment boundaries and episode starts. Returns the pieces, the step in episode of
