@@ -83,6 +83,7 @@ def plots(scores: dict[str, np.ndarray], agg: dict, out_dir: Path, reference: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from rliable import library as rly
     from rliable import plot_utils
 
@@ -91,8 +92,10 @@ def plots(scores: dict[str, np.ndarray], agg: dict, out_dir: Path, reference: st
     memories = sorted(scores, key=lambda m: agg["iqm"][m])
     point = {m: np.array([agg["iqm"][m]]) for m in memories}
     ci = {m: np.array(agg["iqm_ci"][m]).reshape(2, 1) for m in memories}
-    fig, _ = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM"], algorithms=memories,
-                                                xlabel="normalised score")
+    colors = dict(zip(memories, plt.get_cmap("tab10").colors, strict=False))
+    fig, _ = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM"], algorithms=memories, colors=colors,
+                                                xlabel="normalised score", subfigure_width=4.5, row_height=0.5,
+                                                xlabel_y_coordinate=-0.5 / len(memories) - 0.15)
     paths.append(out_dir / "scorecard_iqm.png")
     fig.savefig(paths[-1], bbox_inches="tight", dpi=120)
     plt.close(fig)
@@ -100,9 +103,10 @@ def plots(scores: dict[str, np.ndarray], agg: dict, out_dir: Path, reference: st
     taus = np.linspace(0.0, 1.0, 41)
     profiles, profile_cis = rly.create_performance_profile(scores, taus)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax,
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax, colors=colors,
                                          xlabel=r"normalised score ($\tau$)")
-    ax.legend(memories, loc="lower left", fontsize=8)
+    ax.legend(handles=[Line2D([], [], color=colors[m], label=m) for m in reversed(memories)], loc="lower left",
+              fontsize=8)
     paths.append(out_dir / "scorecard_profiles.png")
     fig.savefig(paths[-1], bbox_inches="tight", dpi=120)
     plt.close(fig)
