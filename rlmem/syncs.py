@@ -84,14 +84,14 @@ class SyncCounter(TorchFunctionMode):
         return sum(self.calls.values())
 
     def __enter__(self) -> SyncCounter:
-        self._was = getattr(_strict, "on", False)
-        _strict.on = True
+        self._paths = sync_free()  # the accelerator's paths, whose syncs are counted
+        self._paths.__enter__()
         super().__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         super().__exit__(*exc)
-        _strict.on = self._was
+        self._paths.__exit__(None, None, None)
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:

@@ -363,7 +363,7 @@ class ELMURMemory(Memory):
         ``forward`` with the per-step work flattened, and two savings:
 
         - the memory read is folded (``ELMURLayer.read_fold``) when the memory changes, at a write or a reset, and
-          the fold is kept with the memory tensor (``_fold``), not recomputed every step;
+          the fold is kept for that memory tensor (``_fold``), not recomputed every step;
         - the caches are written in place where no live state can read the position written (``_caches``), else
           into fresh copies.
 
