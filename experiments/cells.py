@@ -30,7 +30,7 @@ def train_cell(overrides: list[str], run_dir: Path) -> dict:
     """Train and evaluate in a subprocess (one torch thread); returns wall time and, unless it failed
     (``error``), the final evaluation's success and mean return, the MMER and the steps trained."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = [*overrides, f"run_dir={run_dir}", "torch_threads=1", "progress=false", "resume=false"]
+    args = [*overrides, f"run_dir={run_dir}", "torch_threads=1", "progress=true", "resume=false"]
     t = time.perf_counter()
     with open(run_dir / "train.log", "w") as logf:
         proc = subprocess.run([sys.executable, "-m", "rlmem.train", *args], cwd=ROOT, stdout=logf,

@@ -6,9 +6,11 @@ Tasks (``TASKS``):
 * ``popgym``: 10 POPGym envs x Easy/Medium (the torch envs), PPO with ``experiment=popgym_gru``'s settings, scored by
   MMER (running max over training of the mean episode return). Returns lie in [-1, 1]; normalised as POPGym's
   authors do in their follow-up (FFM): (MMER + 1) / 2.
-* ``tmaze``: the passive T-Maze at corridor 100 and the active one at corridor 30 (Ni et al. 2023), PPO with
-  ``experiment=tmaze_lstm``'s settings; scored by the greedy success rate over 200 balanced episodes after training
-  (a memory-less policy is at 0.5).
+* ``tmaze``: the passive and the active T-Maze at corridor 30 (Ni et al. 2023), PPO with ``experiment=tmaze_lstm``'s
+  settings; scored by the greedy success rate over 200 balanced episodes after training (a memory-less policy that
+  walks to the junction is at 0.5). Longer corridors test exploration, not memory, at this budget: at corridor 50
+  and 100 the MLP never learns to choose an arm at the junction in 1M steps (success 0.0; at 100 with the default
+  entropy bonus it does not even learn to walk), so no model has a floor to be compared with.
 * ``rooms``: Rooms capacity (``env=rooms_capacity``), behaviour cloning (``experiment=rooms_bc``); success rate.
 * ``manipulation``: RememberColor3/5/9, ShellGameTouch, TakeItBack, SeqOfColors3 from 64x64 pixels, behaviour cloning
   (``experiment=manipulation_bc``); success rate.
@@ -21,10 +23,13 @@ ELMUR trains as ``model=elmur`` with PPO and ``model=elmur_bc`` offline, as the 
     python experiments/scorecard.py [--families popgym tmaze] [--memories ...] [--seeds 1 2 3] [--workers 2]
     python experiments/scorecard.py --report-only
     python experiments/scorecard.py --device cuda --workers 16     # on a GPU machine with 16 cores
+    python experiments/scorecard.py --merge gpu_scorecard.json     # add another machine's cells (--results there)
 
 A cell is one ``python -m rlmem.train`` subprocess on one thread (``cells.train_cell``), in
-runs/scorecard/<task>/<memory>/seed<k>. Finished cells are kept in experiments/results/scorecard.json and skipped on
-the next run (``--rerun`` repeats them); the report (scorecard.md and PNG plots) is rewritten after every run.
+runs/scorecard/<task>/<memory>/seed<k> (its train.log gives the rate every 30 s). Finished cells are kept in
+experiments/results/scorecard.json (``--results``) and skipped on the next run (``--rerun`` repeats them); the report
+(scorecard.md and PNG plots) is rewritten after every run. Two runs must not write one results file at once: each
+rewrites it from memory; run elsewhere with ``--results`` and ``--merge`` the file afterwards.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def build_tasks(popgym_steps: int = 500_000, tmaze_steps: int = 1_000_000, bc_up
             tasks[name] = Task(name, "popgym", ("experiment=popgym_gru", f"env.id=rlmem/{name}-v0",
                                                 f"algo.total_steps={popgym_steps}"), "mmer",
                                popgym_horizon(name), popgym_steps, low=-1.0)
-    for variant, length in (("passive", 100), ("active", 30)):
+    for variant, length in (("passive", 30), ("active", 30)):
         name = f"TMaze-{variant}-{length}"
         horizon = length + (1 if variant == "passive" else 3)
         tasks[name] = Task(name, "tmaze", ("experiment=tmaze_lstm", f"env.kwargs.variant={variant}",
@@ -114,6 +119,8 @@ def sized(memory: str, horizon: int) -> tuple[list[str], bool]:
 def run_cell(task: Task, memory: str, seed: int, device: str = "cpu") -> dict:
     model = "elmur_bc" if memory == "elmur" and task.offline else memory
     extra, covers = sized(memory, task.horizon)
+    if memory == "xlstm" and device.startswith("cuda"):  # the CPU cells' pure-torch sLSTM, and no kernel build per cell
+        extra.append("model.memory_kwargs.slstm_backend=vanilla")
     overrides = [*task.overrides, f"model={model}", *extra, f"seed={seed}", f"device={device}"]
     row = train_cell(overrides, ROOT / "runs" / "scorecard" / task.name / memory / f"seed{seed}")
     score = row.get(task.metric) if "error" not in row else None
@@ -123,6 +130,14 @@ def run_cell(task: Task, memory: str, seed: int, device: str = "cpu") -> dict:
     return {**row, "memory": memory, "score": score, "normalized": normalized, "metric": task.metric,
             "budget": task.budget, "unit": task.unit, "covers_horizon": covers, "horizon": task.horizon,
             "overrides": overrides}
+
+
+def merge(rows: list[dict], other: list[dict]) -> list[dict]:
+    """``rows`` with ``other``'s finished cells added, each replacing the same (task, memory, seed) cell; ``other``'s
+    failed cells are left out. Merge only while no run is writing the same file (a run rewrites it from memory)."""
+    new = [r for r in other if "error" not in r]
+    keys = {(r["task"], r["model"], r["seed"]) for r in new}
+    return [r for r in rows if (r["task"], r["model"], r["seed"]) not in keys] + new
 
 
 def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds: list[int], out: Path = RESULTS
@@ -175,8 +190,11 @@ def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds:
     if errors:
         lines += ["", f"{len(errors)} failed cells: " + "; ".join(f"{r['task']}/{r['memory']}/{r['seed']}"
                                                              for r in errors[:20])]
-    wall = sum(r.get("wall_s", 0.0) for r in rows)
-    lines += ["", f"CPU time of the cells so far: {wall / 3600:.1f} h (one thread each)."]
+    cuda = [r for r in rows if any(o.startswith("device=cuda") for o in r.get("overrides", []))]
+    wall = sum(r.get("wall_s", 0.0) for r in rows if r not in cuda)
+    lines += ["", f"CPU time of the cells so far: {wall / 3600:.1f} h (one thread each)"
+              + (f"; {len(cuda)} cells ran on a GPU, {sum(r.get('wall_s', 0.0) for r in cuda) / 3600:.1f} "
+                 "GPU-process hours (several processes shared one GPU)." if cuda else ".")]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "scorecard.md").write_text(text)
@@ -196,14 +214,23 @@ def main() -> None:
     ap.add_argument("--bc-updates", type=int, default=2000)
     ap.add_argument("--rerun", action="store_true", help="repeat cells already in the results")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--no-report", action="store_true", help="run cells only (where rliable is not installed)")
+    ap.add_argument("--results", type=Path, default=RESULTS / "scorecard.json", help="the cells' JSON file")
+    ap.add_argument("--merge", type=Path, nargs="+", default=[],
+                    help="add these files' cells (another machine's run) to --results first, replacing the same cells")
     args = ap.parse_args()
     tasks = build_tasks(args.popgym_steps, args.tmaze_steps, args.bc_updates)
     unknown = sorted(set(args.tasks or []) - set(tasks)) + sorted(set(args.memories) - set(MEMORIES))
     if unknown:
         ap.error(f"unknown task(s)/memory(ies) {unknown}; tasks: {sorted(tasks)}; memories: {MEMORIES}")
     chosen = [t for t in tasks.values() if (t.name in args.tasks if args.tasks else t.family in args.families)]
-    result_file = RESULTS / "scorecard.json"
+    result_file = args.results
     rows = load_rows(result_file)
+    for other in args.merge:
+        rows = merge(rows, load_rows(other))
+        print(f"merged {other}")
+    if args.merge:
+        result_file.write_text(json.dumps(rows, indent=2))
     # a cell's budget is part of its identity: a row trained at another budget is run again
     stale = {(r["task"], r["memory"], r["seed"]) for r in rows if r["task"] in tasks
              and r.get("budget") != tasks[r["task"]].budget}
@@ -215,7 +242,8 @@ def main() -> None:
     print(f"{len(cells)} cells, {args.workers} at a time", flush=True)
     run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device), rows, result_file, args.workers,
               lambda r: f"{r['metric']} {r['score']:.3f}")
-    print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds))
+    if not args.no_report:
+        print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ def test_every_task_is_built_with_its_horizon_and_budget():
     tasks = scorecard.build_tasks(popgym_steps=1000, tmaze_steps=2000, bc_updates=30)
     assert len([t for t in tasks.values() if t.family == "popgym"]) == 20
     assert tasks["RepeatFirstEasy"].horizon == 51 and tasks["RepeatFirstEasy"].budget == 1000
-    assert tasks["TMaze-passive-100"].horizon == 101 and tasks["TMaze-active-30"].budget == 2000
+    assert tasks["TMaze-passive-30"].horizon == 31 and tasks["TMaze-active-30"].horizon == 33
+    assert tasks["TMaze-active-30"].budget == 2000
     assert tasks["RememberColor3"].offline and tasks["RememberColor3"].unit == "updates"
     assert tasks["CountRecallMedium"].low == -1.0
 
@@ -72,3 +73,22 @@ def test_report_writes_tables_and_plots(tmp_path):
     for name in ("scorecard.md", "scorecard_iqm.png", "scorecard_profiles.png", "scorecard_p_improve.png",
                  "scorecard_aggregates.json"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_merge_adds_another_machines_finished_cells_and_replaces_the_same_cells():
+    here = [{"task": "A", "model": "gru", "seed": 1, "score": 0.1},
+            {"task": "A", "model": "elmur", "seed": 1, "error": "exit 1"}]
+    there = [{"task": "A", "model": "elmur", "seed": 1, "score": 0.9},
+             {"task": "A", "model": "gru", "seed": 1, "score": 0.5},
+             {"task": "A", "model": "sat", "seed": 1, "error": "exit -2"}]
+    merged = scorecard.merge(here, there)
+    assert sorted((r["model"], r.get("score")) for r in merged) == [("elmur", 0.9), ("gru", 0.5)]
+    assert scorecard.merge(here, []) == here
+
+
+def test_report_separates_cpu_and_gpu_time(tmp_path):
+    recs = records({m: [0.2 + 0.1 * i, 0.3, 0.4] for i, m in enumerate(["mlp", "gru"])})
+    for i, r in enumerate(recs):
+        r |= {"wall_s": 3600.0, "overrides": [f"device={'cuda' if i < 2 else 'cpu'}"]}
+    text = scorecard.report(recs, scorecard.build_tasks(popgym_steps=1000), ["mlp", "gru"], [1, 2, 3], out=tmp_path)
+    assert f"CPU time of the cells so far: {len(recs) - 2:.1f} h" in text and "2 cells ran on a GPU, 2.0" in text
