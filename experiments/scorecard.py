@@ -142,11 +142,13 @@ def merge(rows: list[dict], other: list[dict]) -> list[dict]:
 
 def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds: list[int], out: Path = RESULTS
            ) -> str:
-    """``out``/scorecard.md (and the PNG plots): rliable aggregates over the complete tasks, then a per-task
-    table."""
+    """``out``/scorecard.md (and the PNG plots): rliable aggregates of ``memories`` over the tasks where each of
+    them has every seed, then a per-task table of every memory with results."""
     import scorecard_stats as st
 
-    records = [r for r in rows if "error" not in r and r["memory"] in memories]
+    finished = [r for r in rows if "error" not in r]
+    records = [r for r in finished if r["memory"] in memories]
+    shown = [m for m in dict.fromkeys([*MEMORIES, *memories]) if any(r["memory"] == m for r in finished)]
     scores, complete = st.score_matrix(records, memories, seeds)
     lines = ["# Memory scorecard", "",
              f"Seeds {', '.join(map(str, seeds))}; each task at one budget for every memory (below). Scores: POPGym "
@@ -154,7 +156,8 @@ def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds:
              f"grown to the horizon up to {CAP} steps (`experiments/scorecard.py`), the task's trainer settings.", ""]
     if complete and all(scores[m].size for m in memories) and "gru" in memories:
         agg = st.aggregate(scores)
-        lines += [f"## Aggregates over {len(complete)} tasks with every memory and seed", "",
+        lines += [f"## Aggregates of {', '.join(memories)} over the {len(complete)} tasks where each has every seed",
+                  "",
                   "Tasks: " + ", ".join(complete), "",
                   "| memory | IQM (95% stratified-bootstrap CI) | P(memory > GRU) (95% CI) |", "|---|---|---|"]
         for m in sorted(memories, key=lambda m: -agg["iqm"][m]):
@@ -168,21 +171,21 @@ def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds:
         (out / "scorecard_aggregates.json").write_text(json.dumps({"tasks": complete, **agg}, indent=2))
     else:
         lines += ["No task has every memory and seed yet: no aggregates.", ""]
-    table = st.per_task(records, memories)
+    table = st.per_task(finished, shown)
     lines += ["## Per task: mean of the raw score over seeds (95% t-interval), n seeds", "",
               "`*`: the memory's span does not cover the task's horizon. Last column: whether the memory-less MLP's "
               "interval lies below the best memory's.", "",
-              "| task | budget | " + " | ".join(memories) + " | MLP below best |", "|---" * (len(memories) + 3) + "|"]
+              "| task | budget | " + " | ".join(shown) + " | MLP below best |", "|---" * (len(shown) + 3) + "|"]
     for name, cells in table.items():
         task = tasks.get(name)
         budget = f"{task.budget:,} {task.unit}" if task else ""
         cols = []
-        for m in memories:
+        for m in shown:
             if m not in cells:
                 cols.append("")
                 continue
             mean, lo, hi, n = cells[m]
-            cover = any(not r["covers_horizon"] for r in records if r["task"] == name and r["memory"] == m)
+            cover = any(not r["covers_horizon"] for r in finished if r["task"] == name and r["memory"] == m)
             cols.append(f"{mean:.2f} [{lo:.2f}, {hi:.2f}] n={n}" + (" *" if cover and m != "mlp" else ""))
         sep = st.separates(cells)
         lines.append(f"| {name} | {budget} | " + " | ".join(cols) + f" | {'' if sep is None else sep} |")

@@ -68,8 +68,11 @@ def test_per_task_intervals_and_the_memory_separation_check():
 def test_report_writes_tables_and_plots(tmp_path):
     recs = records({m: [0.2 + 0.1 * i, 0.3, 0.4 + 0.05 * i] for i, m in enumerate(["mlp", "gru", "elmur"])})
     tasks = scorecard.build_tasks(popgym_steps=1000)
-    text = scorecard.report(recs, tasks, ["mlp", "gru", "elmur"], [1, 2, 3], out=tmp_path)
-    assert "## Aggregates over 3 tasks" in text and "| elmur |" in text
+    extra = [{"task": "A", "memory": "sat", "seed": 1, "score": 0.9, "normalized": 0.9, "covers_horizon": False}]
+    text = scorecard.report(recs + extra, tasks, ["mlp", "gru", "elmur"], [1, 2, 3], out=tmp_path)
+    assert "## Aggregates of mlp, gru, elmur over the 3 tasks" in text and "| elmur |" in text
+    # every memory with results is shown per task; only the requested ones are pooled
+    assert "| task | budget | mlp | gru | sat | elmur |" in text and "0.90 [0.90, 0.90] n=1 *" in text
     for name in ("scorecard.md", "scorecard_iqm.png", "scorecard_profiles.png", "scorecard_p_improve.png",
                  "scorecard_aggregates.json"):
         assert (tmp_path / name).stat().st_size > 0
