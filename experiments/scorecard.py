@@ -193,11 +193,12 @@ def report(rows: list[dict], tasks: dict[str, Task], memories: list[str], seeds:
     if errors:
         lines += ["", f"{len(errors)} failed cells: " + "; ".join(f"{r['task']}/{r['memory']}/{r['seed']}"
                                                              for r in errors[:20])]
-    cuda = [r for r in rows if any(o.startswith("device=cuda") for o in r.get("overrides", []))]
-    wall = sum(r.get("wall_s", 0.0) for r in rows if r not in cuda)
-    lines += ["", f"CPU time of the cells so far: {wall / 3600:.1f} h (one thread each)"
-              + (f"; {len(cuda)} cells ran on a GPU, {sum(r.get('wall_s', 0.0) for r in cuda) / 3600:.1f} "
-                 "GPU-process hours (several processes shared one GPU)." if cuda else ".")]
+    on_gpu = [any(o.startswith("device=cuda") for o in r.get("overrides", [])) for r in rows]
+    cpu_h, gpu_h = (sum(r.get("wall_s", 0.0) for r, g in zip(rows, on_gpu, strict=True) if g == gpu) / 3600
+                    for gpu in (False, True))
+    lines += ["", f"CPU time of the cells so far: {cpu_h:.1f} h (one thread each)"
+              + (f"; {sum(on_gpu)} cells ran on a GPU, {gpu_h:.1f} GPU-process hours (several processes shared one "
+                 "GPU)." if any(on_gpu) else ".")]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "scorecard.md").write_text(text)
