@@ -138,7 +138,8 @@ def main() -> None:
             row["probe"] = probe_accuracy(policy, data.obs, labels, args.cue_probe)
             if args.untrained:
                 torch.manual_seed(0)
-                row["probe_untrained"] = probe_accuracy(_untrained(ckpt), data.obs, labels, args.cue_probe)
+                untrained = policy_from_checkpoint(ckpt, weights=False)
+                row["probe_untrained"] = probe_accuracy(untrained, data.obs, labels, args.cue_probe)
         rows.append(row)
 
     probe_cols = ["probe", "probe_untrained"] if labels is not None else []
@@ -158,16 +159,6 @@ def main() -> None:
             {"dataset": dataset_id, "episodes": n, "mean_action": [float(x) for x in baseline], "rows": rows},
             indent=1) + "\n")
         (RESULTS / f"{args.out}.md").write_text(table + "\n")
-
-
-def _untrained(ckpt: dict[str, Any]) -> Any:
-    """A freshly initialised policy of the checkpoint's architecture."""
-    from rlmem.policy import Policy
-
-    a = ckpt["arch"]
-    return Policy(ckpt["observation_space"], ckpt["action_space"], memory=a["memory"],
-                  memory_kwargs=a["memory_kwargs"], encoder=a["encoder"], place_key=a.get("place_key"),
-                  env_id=ckpt["env_id"], env_kwargs=ckpt["env_kwargs"]).eval()
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def policy_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> Policy:
+def policy_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu", weights: bool = True) -> Policy:
+    """The checkpoint's policy in eval mode; ``weights=False`` leaves its architecture freshly initialised (the
+    untrained control of a probe)."""
     a = ckpt["arch"]
     policy = Policy(
         ckpt["observation_space"],
@@ -76,7 +78,8 @@ def policy_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "c
         env_kwargs=ckpt["env_kwargs"],
         device=device,
     )
-    policy.load_state_dict(ckpt["policy"])
+    if weights:
+        policy.load_state_dict(ckpt["policy"])
     return policy.eval()
 
 

@@ -37,6 +37,17 @@ def test_load_policy_from_dir_and_file(run_dir):
     assert env.observation_space == p1.observation_space
 
 
+def test_checkpoint_without_weights_is_the_same_architecture_untrained(run_dir):
+    from rlmem.checkpoint import load_checkpoint, policy_from_checkpoint
+
+    ckpt = load_checkpoint(run_dir)
+    trained, fresh = policy_from_checkpoint(ckpt), policy_from_checkpoint(ckpt, weights=False)
+    assert fresh.arch == trained.arch and not fresh.training
+    shapes = {k: v.shape for k, v in trained.state_dict().items()}
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == shapes
+    assert any(not torch.equal(v, fresh.state_dict()[k]) for k, v in trained.state_dict().items())
+
+
 def test_act_and_predict_agree_step_by_step(run_dir):
     policy = rlmem.load_policy(run_dir)
     env = gym.make(policy.env_id, **policy.env_kwargs)
