@@ -22,6 +22,8 @@ ELMUR trains as ``model=elmur`` with PPO and ``model=elmur_bc`` offline, as the 
 
     python experiments/scorecard.py [--families popgym tmaze] [--memories ...] [--seeds 1 2 3] [--workers 2]
     python experiments/scorecard.py --report-only
+    python experiments/scorecard.py --report-only --memories mlp gru lstm gtrxl --out experiments/results/gtrxl
+        # aggregates over the tasks where these memories all have every seed, reported in another folder
     python experiments/scorecard.py --device cuda --workers 16     # on a GPU machine with 16 cores
     python experiments/scorecard.py --merge gpu_scorecard.json     # add another machine's cells (--results there)
 
@@ -220,6 +222,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--no-report", action="store_true", help="run cells only (where rliable is not installed)")
     ap.add_argument("--results", type=Path, default=RESULTS / "scorecard.json", help="the cells' JSON file")
+    ap.add_argument("--out", type=Path, default=RESULTS,
+                    help="folder of the report (scorecard.md, plots): another one for a subset of the memories")
     ap.add_argument("--merge", type=Path, nargs="+", default=[],
                     help="add these files' cells (another machine's run) to --results first, replacing the same cells")
     args = ap.parse_args()
@@ -247,7 +251,7 @@ def main() -> None:
     run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device), rows, result_file, args.workers,
               lambda r: f"{r['metric']} {r['score']:.3f}")
     if not args.no_report:
-        print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds))
+        print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds, args.out))
 
 
 if __name__ == "__main__":
