@@ -32,13 +32,19 @@ from torch import Tensor
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def step_errors(policy: Any, obs: Any, actions: Tensor, lengths: Tensor) -> Tensor:
-    """Per-episode, per-step error of the policy's greedy action, ``[N, T]`` (NaN on padding)."""
-    n, t = actions.shape[:2]
+def _from_start(policy: Any, obs: Any, n: int, t: int) -> tuple[Any, Any]:
+    """The policy over ``n`` episodes' first ``t`` steps from a fresh state: (action distribution, final state)."""
     episode_start = torch.zeros(n, t, dtype=torch.bool)
     episode_start[:, 0] = True
     with torch.no_grad():
-        dist, _, _ = policy(obs, policy.initial_state(n), episode_start)
+        dist, _, state = policy(obs, policy.initial_state(n), episode_start)
+    return dist, state
+
+
+def step_errors(policy: Any, obs: Any, actions: Tensor, lengths: Tensor) -> Tensor:
+    """Per-episode, per-step error of the policy's greedy action, ``[N, T]`` (NaN on padding)."""
+    n, t = actions.shape[:2]
+    dist, _ = _from_start(policy, obs, n, t)
     pred = dist.mode()
     err = (pred != actions).float() if actions.dtype == torch.int64 else (pred - actions).square().flatten(2).sum(-1)
     return err.masked_fill(torch.arange(t)[None] >= lengths[:, None], float("nan"))
@@ -73,11 +79,8 @@ def cue_colours(rgb: Tensor, palette: Tensor, cue_step: int = 0, blank_step: int
 def probe_accuracy(policy: Any, obs: Any, labels: Tensor, steps: int, train_frac: float = 0.8) -> float:
     """Held-out accuracy of a linear (softmax) probe of the memory state after ``steps`` steps."""
     n = labels.shape[0]
-    episode_start = torch.zeros(n, steps, dtype=torch.bool)
-    episode_start[:, 0] = True
     first = {k: v[:, :steps] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, :steps]
-    with torch.no_grad():
-        _, _, state = policy(first, policy.initial_state(n), episode_start)
+    _, state = _from_start(policy, first, n, steps)
     x = torch.cat([v.reshape(n, -1).float() for v in state.values()], 1)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     k = int(n * train_frac)

@@ -22,8 +22,8 @@ ELMUR trains as ``model=elmur`` with PPO and ``model=elmur_bc`` offline, as the 
 
     python experiments/scorecard.py [--families popgym tmaze] [--memories ...] [--seeds 1 2 3] [--workers 2]
     python experiments/scorecard.py --report-only
-    python experiments/scorecard.py --report-only --memories mlp gru lstm gtrxl --out experiments/results/gtrxl
-        # aggregates over the tasks where these memories all have every seed, reported in another folder
+    python experiments/scorecard.py --report-only --memories mlp gru lstm gtrxl \
+        --out experiments/results/scorecard_gtrxl  # aggregates over the tasks where these all have every seed
     python experiments/scorecard.py --device cuda --workers 16     # on a GPU machine with 16 cores
     python experiments/scorecard.py --merge gpu_scorecard.json     # add another machine's cells (--results there)
 
