@@ -26,18 +26,34 @@ ROOT = Path(__file__).resolve().parent.parent
 Cell = tuple[str, str, int]  # task, model, seed
 
 
-def train_cell(overrides: list[str], run_dir: Path) -> dict:
+def train_cell(overrides: list[str], run_dir: Path, resume: bool = False) -> dict:
     """Train and evaluate in a subprocess (one torch thread); returns wall time and, unless it failed
-    (``error``), the final evaluation's success and mean return, the MMER and the steps trained."""
+    (``error``), the final evaluation's success and mean return, the MMER and the steps trained.
+
+    With ``resume``, a cell that an earlier suite left unfinished (killed: ``run_dir`` holds its checkpoint)
+    continues from that checkpoint instead of starting over, and its wall time adds the earlier attempts' time up to
+    their last checkpoint (work after it is done again and counted once). A ``SIGINT`` to the training process saves
+    the interrupted iteration; other kills keep the last periodic checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = [*overrides, f"run_dir={run_dir}", "torch_threads=1", "progress=true", "resume=false"]
+    ckpt, timing = run_dir / "checkpoints" / "latest.pt", run_dir / "cell_time.json"
+    resume = resume and ckpt.exists()
+    before = 0.0
+    if resume and timing.exists():
+        earlier = json.loads(timing.read_text())
+        before = earlier["before_s"] + max(ckpt.stat().st_mtime - earlier["started"], 0.0)
+    timing.write_text(json.dumps({"started": time.time(), "before_s": before}))
+    args = [*overrides, f"run_dir={run_dir}", "torch_threads=1", "progress=true", f"resume={str(resume).lower()}"]
+    if not resume:  # Hydra appends to the run's train.log: a cell that starts over starts a new one
+        (run_dir / "train.log").unlink(missing_ok=True)
     t = time.perf_counter()
-    with open(run_dir / "train.log", "w") as logf:
+    with open(run_dir / "cell.log", "a" if resume else "w") as logf:  # the console: Hydra's log and any error
         proc = subprocess.run([sys.executable, "-m", "rlmem.train", *args], cwd=ROOT, stdout=logf,
                               stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    row: dict = {"wall_s": time.perf_counter() - t}
+    row: dict = {"wall_s": before + time.perf_counter() - t}
+    if resume:
+        row["resumed"] = True
     if proc.returncode != 0:
-        return row | {"error": f"exit {proc.returncode}, see {run_dir / 'train.log'}"}
+        return row | {"error": f"exit {proc.returncode}, see {run_dir / 'cell.log'}"}
     from rlmem.checkpoint import load_checkpoint
 
     try:

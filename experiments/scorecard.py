@@ -29,9 +29,12 @@ ELMUR trains as ``model=elmur`` with PPO and ``model=elmur_bc`` offline, as the 
 
 A cell is one ``python -m rlmem.train`` subprocess on one thread (``cells.train_cell``), in
 runs/scorecard/<task>/<memory>/seed<k> (its train.log gives the rate every 30 s). Finished cells are kept in
-experiments/results/scorecard.json (``--results``) and skipped on the next run (``--rerun`` repeats them); the report
-(scorecard.md and PNG plots) is rewritten after every run. Two runs must not write one results file at once: each
-rewrites it from memory; run elsewhere with ``--results`` and ``--merge`` the file afterwards.
+experiments/results/scorecard.json (``--results``) and skipped on the next run (``--rerun`` repeats them); a cell
+stopped before it finished continues from its checkpoint on the next run. To stop a run and keep each cell's
+iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f rlmem.train`` (the runner first, so that it starts no
+other cell). The report (scorecard.md and PNG plots) is rewritten after every run. Two runs must not write one
+results file at once: each rewrites it from memory; run elsewhere with ``--results`` and ``--merge`` the file
+afterwards.
 """
 
 from __future__ import annotations
@@ -118,13 +121,15 @@ def sized(memory: str, horizon: int) -> tuple[list[str], bool]:
     return [], memory != "mlp"
 
 
-def run_cell(task: Task, memory: str, seed: int, device: str = "cpu") -> dict:
+def run_cell(task: Task, memory: str, seed: int, device: str = "cpu", resume: bool = True) -> dict:
+    """Train and score one cell; with ``resume`` a cell an earlier run left unfinished continues from its
+    checkpoint (``cells.train_cell``)."""
     model = "elmur_bc" if memory == "elmur" and task.offline else memory
     extra, covers = sized(memory, task.horizon)
     if memory == "xlstm" and device.startswith("cuda"):  # the CPU cells' pure-torch sLSTM, and no kernel build per cell
         extra.append("model.memory_kwargs.slstm_backend=vanilla")
     overrides = [*task.overrides, f"model={model}", *extra, f"seed={seed}", f"device={device}"]
-    row = train_cell(overrides, ROOT / "runs" / "scorecard" / task.name / memory / f"seed{seed}")
+    row = train_cell(overrides, ROOT / "runs" / "scorecard" / task.name / memory / f"seed{seed}", resume)
     score = row.get(task.metric) if "error" not in row else None
     if "error" not in row and score is None:
         row["error"] = f"{task.name} reports no {task.metric}"
@@ -248,8 +253,10 @@ def main() -> None:
     for task in {t for t, _, _ in cells if tasks[t].offline}:
         prepare_dataset(list(tasks[task].overrides))
     print(f"{len(cells)} cells, {args.workers} at a time", flush=True)
-    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device), rows, result_file, args.workers,
-              lambda r: f"{r['metric']} {r['score']:.3f}")
+    # an unfinished cell continues from its checkpoint; a rerun or a cell at another budget starts over
+    fresh = stale | (set(cells) if args.rerun else set())
+    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device, c not in fresh), rows, result_file,
+              args.workers, lambda r: f"{r['metric']} {r['score']:.3f}")
     if not args.no_report:
         print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds, args.out))
 
