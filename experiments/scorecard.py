@@ -254,9 +254,8 @@ def main() -> None:
         prepare_dataset(list(tasks[task].overrides))
     print(f"{len(cells)} cells, {args.workers} at a time", flush=True)
     # an unfinished cell continues from its checkpoint; a rerun or a cell at another budget starts over
-    fresh = stale | (set(cells) if args.rerun else set())
-    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device, c not in fresh), rows, result_file,
-              args.workers, lambda r: f"{r['metric']} {r['score']:.3f}")
+    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device, not args.rerun and c not in stale),
+              rows, result_file, args.workers, lambda r: f"{r['metric']} {r['score']:.3f}")
     if not args.no_report:
         print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds, args.out))
 
