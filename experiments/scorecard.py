@@ -31,10 +31,10 @@ A cell is one ``python -m rlmem.train`` subprocess on one thread (``cells.train_
 runs/scorecard/<task>/<memory>/seed<k> (its train.log gives the rate every 30 s). Finished cells are kept in
 experiments/results/scorecard.json (``--results``) and skipped on the next run (``--rerun`` repeats them); a cell
 stopped before it finished continues from its checkpoint on the next run. To stop a run and keep each cell's
-iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f rlmem.train`` (the runner first, so that it starts no
-other cell). The report (scorecard.md and PNG plots) is rewritten after every run. Two runs must not write one
-results file at once: each rewrites it from memory; run elsewhere with ``--results`` and ``--merge`` the file
-afterwards.
+iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f 'rlmem.train.*runs/scorecard'`` (the runner first, so
+that it starts no other cell; the pattern leaves other training runs alone). The report (scorecard.md and PNG
+plots) is rewritten after every run. Two runs must not write one results file at once: each rewrites it from
+memory; run elsewhere with ``--results`` and ``--merge`` the file afterwards.
 """
 
 from __future__ import annotations
