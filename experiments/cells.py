@@ -31,12 +31,13 @@ def train_cell(overrides: list[str], run_dir: Path, resume: bool = False) -> dic
     (``error``), the final evaluation's success and mean return, the MMER and the steps trained.
 
     With ``resume``, a cell that an earlier suite left unfinished (killed: ``run_dir`` holds its checkpoint)
-    continues from that checkpoint instead of starting over, and its wall time adds the earlier attempts' time up to
-    their last checkpoint (work after it is done again and counted once). A ``SIGINT`` to the training process saves
+    continues from that checkpoint instead of starting over if it was started toward the same budget
+    (``same_budget``), and its wall time adds the earlier attempts' time up to their last checkpoint (work after it is
+    done again and counted once). A ``SIGINT`` to the training process saves
     the interrupted iteration; other kills keep the last periodic checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt, timing = run_dir / "checkpoints" / "latest.pt", run_dir / "cell_time.json"
-    resume = resume and ckpt.exists()
+    resume = resume and ckpt.exists() and same_budget(run_dir, overrides)
     before = 0.0
     if resume and timing.exists():
         earlier = json.loads(timing.read_text())
@@ -66,6 +67,19 @@ def train_cell(overrides: list[str], run_dir: Path, resume: bool = False) -> dic
         mmer = None
     return row | {"success": ev["success_rate"], "mean_return": ev["mean_return"], "mmer": mmer,
                   "global_step": trainer["global_step"]}
+
+
+def same_budget(run_dir: Path, overrides: list[str]) -> bool:
+    """Whether the run in ``run_dir`` was started toward the budget that ``overrides`` ask for
+    (``algo.total_steps``, ``algo.updates``). A run toward another budget is another run: PPO anneals its learning
+    rate over the budget, and a run past the budget would resume at its end and report a longer run's score."""
+    from omegaconf import OmegaConf
+
+    if not (run_dir / "config.yaml").is_file():
+        return False
+    stored = OmegaConf.load(run_dir / "config.yaml")
+    asked = dict(o.split("=", 1) for o in overrides if o.startswith(("algo.total_steps=", "algo.updates=")))
+    return all(str(OmegaConf.select(stored, key)) == value for key, value in asked.items())
 
 
 def prepare_dataset(overrides: list[str]) -> None:

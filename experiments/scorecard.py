@@ -30,9 +30,10 @@ ELMUR trains as ``model=elmur`` with PPO and ``model=elmur_bc`` offline, as the 
 A cell is one ``python -m rlmem.train`` subprocess on one thread (``cells.train_cell``), in
 runs/scorecard/<task>/<memory>/seed<k> (its train.log gives the rate every 30 s). Finished cells are kept in
 experiments/results/scorecard.json (``--results``) and skipped on the next run (``--rerun`` repeats them); a cell
-stopped before it finished continues from its checkpoint on the next run. To stop a run and keep each cell's
-iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f 'rlmem.train.*runs/scorecard'`` (the runner first, so
-that it starts no other cell; the pattern leaves other training runs alone). The report (scorecard.md and PNG
+stopped before it finished continues from its checkpoint on the next run (one started toward another budget
+starts over). To stop a run and keep each cell's iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f
+'rlmem.train.*runs/scorecard'`` (the runner first, so that it starts no other cell; the pattern leaves other
+training runs alone). The report (scorecard.md and PNG
 plots) is rewritten after every run. Two runs must not write one results file at once: each rewrites it from
 memory; run elsewhere with ``--results`` and ``--merge`` the file afterwards.
 """
@@ -253,8 +254,8 @@ def main() -> None:
     for task in {t for t, _, _ in cells if tasks[t].offline}:
         prepare_dataset(list(tasks[task].overrides))
     print(f"{len(cells)} cells, {args.workers} at a time", flush=True)
-    # an unfinished cell continues from its checkpoint; a rerun or a cell at another budget starts over
-    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device, not args.rerun and c not in stale),
+    # an unfinished cell continues from its checkpoint if it was started toward the same budget; a rerun starts over
+    run_cells(cells, lambda c: run_cell(tasks[c[0]], c[1], c[2], args.device, not args.rerun),
               rows, result_file, args.workers, lambda r: f"{r['metric']} {r['score']:.3f}")
     if not args.no_report:
         print(report([r for r in rows if r["task"] in tasks], tasks, args.memories, args.seeds, args.out))

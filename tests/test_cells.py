@@ -15,11 +15,11 @@ TINY = ["algo.num_envs=4", "algo.num_steps=16", "algo.seq_len=8", "algo.num_mini
 
 
 def test_a_cell_resumes_from_its_checkpoint_and_counts_the_earlier_time(tmp_path):
-    first = train_cell([*TINY, "algo.total_steps=256"], tmp_path, resume=True)  # no checkpoint yet: a fresh run
-    assert "error" not in first and first["global_step"] == 256 and "resumed" not in first
-    # a longer budget stands in for a cell killed at its checkpoint: the suite's next run continues it
+    # a time budget spent after the first iteration stands in for a cell killed at its checkpoint
+    first = train_cell([*TINY, "algo.total_steps=512", "time_budget_s=0.001"], tmp_path, resume=True)
+    assert "error" not in first and first["global_step"] == 64 and "resumed" not in first  # no checkpoint: fresh
     t = time.perf_counter()
-    second = train_cell([*TINY, "algo.total_steps=512"], tmp_path, resume=True)
+    second = train_cell([*TINY, "algo.total_steps=512"], tmp_path, resume=True)  # the suite's next run continues it
     own = time.perf_counter() - t
     assert "error" not in second and second["global_step"] == 512 and second["resumed"]
     log = (tmp_path / "train.log").read_text()
@@ -30,4 +30,13 @@ def test_a_cell_resumes_from_its_checkpoint_and_counts_the_earlier_time(tmp_path
     third = train_cell([*TINY, "algo.total_steps=256"], tmp_path)
     assert "error" not in third and third["global_step"] == 256 and "resumed" not in third
     assert third["wall_s"] <= time.perf_counter() - t
+    assert "resumed from" not in (tmp_path / "train.log").read_text()
+
+
+def test_a_cell_started_toward_another_budget_starts_over(tmp_path):
+    first = train_cell([*TINY, "algo.total_steps=512"], tmp_path, resume=True)
+    assert "error" not in first and first["global_step"] == 512
+    # trained past the budget asked for now: resuming would report the longer run's score at its end
+    second = train_cell([*TINY, "algo.total_steps=256"], tmp_path, resume=True)
+    assert "error" not in second and second["global_step"] == 256 and "resumed" not in second
     assert "resumed from" not in (tmp_path / "train.log").read_text()
