@@ -33,9 +33,9 @@ experiments/results/scorecard.json (``--results``) and skipped on the next run (
 stopped before it finished continues from its checkpoint on the next run (one started toward another budget
 starts over). To stop a run and keep each cell's iteration: ``pkill -f experiments/scorecard.py; pkill -INT -f
 'rlmem.train.*runs/scorecard'`` (the runner first, so that it starts no other cell; the pattern leaves other
-training runs alone). The report (scorecard.md and PNG
-plots) is rewritten after every run. Two runs must not write one results file at once: each rewrites it from
-memory; run elsewhere with ``--results`` and ``--merge`` the file afterwards.
+training runs alone). The report (scorecard.md and PNG plots) is rewritten after every run. Two runs must not write
+one results file at once: each rewrites it from memory; run elsewhere with ``--results`` and ``--merge`` the file
+afterwards.
 """
 
 from __future__ import annotations
