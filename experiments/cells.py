@@ -33,8 +33,8 @@ def train_cell(overrides: list[str], run_dir: Path, resume: bool = False) -> dic
     With ``resume``, a cell that an earlier suite left unfinished (killed: ``run_dir`` holds its checkpoint)
     continues from that checkpoint instead of starting over if it was started toward the same budget
     (``same_budget``), and its wall time adds the earlier attempts' time up to their last checkpoint (work after it is
-    done again and counted once). A ``SIGINT`` to the training process saves the interrupted iteration; other kills
-    keep the last periodic checkpoint."""
+    done again and counted once). A ``SIGINT`` or ``SIGTERM`` to the training process saves the interrupted
+    iteration (``rlmem.train.interrupt_on_stop_signals``); a ``SIGKILL`` keeps the last periodic checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt, timing = run_dir / "checkpoints" / "latest.pt", run_dir / "cell_time.json"
     resume = resume and ckpt.exists() and same_budget(run_dir, overrides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -99,6 +100,18 @@ def report_user_errors(fn: Any, *args: Any) -> Any:
         sys.exit(2)
 
 
+def interrupt_on_stop_signals() -> None:
+    """Make SIGINT and SIGTERM raise ``KeyboardInterrupt``, so that the loop saves the interrupted iteration
+    (``train_loop``) whichever way a run is stopped: Ctrl-C, ``kill``, a scheduler's or ``torchrun``'s SIGTERM.
+
+    SIGINT is set even where the process was started with it ignored: bash starts a background job of a script
+    (``nohup python -m rlmem.train ... &``) with SIGINT ignored, and Python keeps an ignored SIGINT, so a
+    ``kill -INT`` would otherwise do nothing. Only the command line installs these; ``train()`` leaves a caller's
+    handlers alone."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"),
             config_name="config")
 def main(cfg: DictConfig) -> float:
@@ -108,4 +121,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    interrupt_on_stop_signals()
     main()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +76,31 @@ def test_progress_in_a_log_file_is_a_few_lines(tmp_path):
     out = r.stdout + r.stderr
     assert "\r" not in out and "it/s" not in out
     assert "step 256/256 (100%) steps/s=" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_saves_its_iteration_even_started_with_sigint_ignored(tmp_path, sig):
+    from rlmem.checkpoint import load_checkpoint
+
+    # as bash starts `nohup python -m rlmem.train ... &` from a script: SIGINT ignored, which Python keeps
+    cmd = ["bash", "-c", 'trap "" INT; exec "$@"', "_", sys.executable, "-m", "rlmem.train", *TINY,
+           "algo.total_steps=100000000", "algo.checkpoint_every=1000000", f"run_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log, deadline = tmp_path / "train.log", time.monotonic() + 120
+    try:
+        while not (log.is_file() and "process(es)" in log.read_text()):  # the loop has started
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        time.sleep(2.0)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    interrupted = re.search(r"interrupted at iteration (\d+)", log.read_text())
+    assert interrupted, log.read_text()[-2000:]
+    # the interruption's save (checkpoint_every saves no other): the iteration in progress, re-run on resume
+    assert load_checkpoint(tmp_path)["trainer"]["iteration"] == int(interrupted.group(1))
 
 
 def test_import_rlmem_has_no_process_wide_side_effects():
