@@ -146,6 +146,46 @@ def test_sat_place_read_uses_top_k_places():
     assert sum(chosen) == 1, chosen
 
 
+def test_sat_place_read_is_the_papers_hierarchical_read():
+    """SAT-PM's read (3), computed entry by entry: ρ_g = mean over place g of (W_q q)·(W_s e)/√D, softmax over the
+    top-k ρ, attention within each chosen place, Σ_g w_g o_g; empty slots read nothing."""
+    from rlmem.memory.sat import SATLayer
+
+    torch.manual_seed(0)
+    B, T, S, H, D, nh, P, k = 2, 3, 6, 9, 8, 2, 4, 2
+    layer = SATLayer(D, nh, 2, 0.0, "place", k, P).double().eval()
+    h, hist = torch.randn(B, T, D, dtype=torch.float64), torch.randn(B, H, D, dtype=torch.float64)
+    idx = torch.stack([torch.randperm(H)[:S] for _ in range(B * T)]).view(B, T, S)
+    place, valid = torch.randint(0, P, (B, T, S)), torch.rand(B, T, S) < 0.8
+    valid[0, 0] = False  # a query with no entry
+    with torch.no_grad():
+        out = layer(h, hist, idx, valid, place)
+        hs, kvn, qn = D // nh, layer.norm_kv(hist), layer.norm_q(h)
+        k_, v_ = layer.kv(kvn).view(B, H, 2, nh, hs).unbind(2)
+        q_ = layer.q(qn).view(B, T, nh, hs)
+        ref = torch.zeros(B, T, D, dtype=torch.float64)
+        for b in range(B):
+            for t in range(T):
+                groups = {}
+                for s in range(S):
+                    if valid[b, t, s]:
+                        groups.setdefault(int(place[b, t, s]), []).append(int(idx[b, t, s]))
+                rq = layer.rel_q(qn[b, t])
+                rho = {g: torch.stack([rq @ layer.rel_k(kvn[b, e]) for e in es]).mean() / D**0.5
+                       for g, es in groups.items()}
+                top = sorted(rho, key=lambda g: -rho[g])[:k]
+                w = torch.stack([rho[g] for g in top]).softmax(0) if top else []
+                o = torch.zeros(nh, hs, dtype=torch.float64)  # no entry: o = 0
+                for wg, g in zip(w, top, strict=True):
+                    es = groups[g]
+                    att = torch.einsum("nd,end->en", q_[b, t], k_[b, es]).div(hs**0.5).softmax(0)  # (entries, nh)
+                    o += wg * torch.einsum("en,end->nd", att, v_[b, es])
+                ref[b, t] = layer.o(o.reshape(D))
+        ref = h + ref
+        ref = ref + layer.ffn(layer.norm_ffn(ref))
+    torch.testing.assert_close(out, ref)
+
+
 def test_sat_allocator_learns_and_rows_keep_their_strategy():
     mem = sat(capacity=2, allocation="ama", ama_epsilon=0.0, ama_lr=0.5)
     mem.feedback(0.0)  # the first score sets the baseline

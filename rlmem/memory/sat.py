@@ -50,9 +50,10 @@ _BIG = 2**40  # > any episode step: sorts by visits first, then by age
 
 
 class SATLayer(nn.Module):
-    def __init__(self, d: int, num_heads: int, ffn_mult: int, dropout: float, read: str, top_k: int):
+    def __init__(self, d: int, num_heads: int, ffn_mult: int, dropout: float, read: str, top_k: int,
+                 num_places: int):
         super().__init__()
-        self.nh, self.read_mode, self.top_k = num_heads, read, top_k
+        self.nh, self.read_mode, self.top_k, self.num_places = num_heads, read, top_k, num_places
         self.norm_q, self.norm_kv = nn.LayerNorm(d), nn.LayerNorm(d)
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
@@ -68,7 +69,7 @@ class SATLayer(nn.Module):
         """``h [B, T, D]``; ``hist [B, H, D]`` every entry a query may see; per query, its memory: ``idx``
         (into hist), ``valid``, ``place``, all ``[B, T, S]``."""
         B, T, D = h.shape
-        H, S = hist.shape[1], idx.shape[-1]
+        H = hist.shape[1]
         nh, hs = self.nh, D // self.nh
         kvn = self.norm_kv(hist)
         k, v = self.kv(kvn).view(B, H, 2, nh, hs).unbind(2)  # (B, H, nh, hs) each
@@ -83,22 +84,27 @@ class SATLayer(nn.Module):
             a = a.masked_fill(~ok, torch.finfo(a.dtype).min)
             p = a.softmax(2) * ok  # (B, T, S, nh); no entry: all zero
         else:
-            same = (place[..., :, None] == place[..., None, :]) & valid[..., None, :] & valid[..., :, None]  # (B,T,S,S)
-            # relevance of each entry's place: the mean over the place's entries of (W_q q)·(W_s e_s)
+            # per-place sums and maxima by scattering into place buckets (empty slots into bucket P): linear in the
+            # slots S, where a same-place [S, S] matrix was quadratic (40x slower to train at S = 200)
+            P = self.num_places
+            g = place.masked_fill(~valid, P)  # (B, T, S) each slot's place bucket
+            gh = g[..., None].expand(-1, -1, -1, a.shape[-1])  # (B, T, S, nh)
+            okf = valid.to(a.dtype)
+            # relevance of each place: the mean over the place's entries of (W_q q)·(W_s e_s)
             r_all = self.rel_q(qn) @ self.rel_k(kvn).transpose(1, 2) / math.sqrt(D)  # (B, T, H)
-            r = r_all.gather(2, idx)  # (B, T, S)
-            rho = (same.to(r.dtype) @ r[..., None])[..., 0] / same.sum(-1).clamp(min=1)  # (B, T, S)
-            # one representative entry per place (its first slot); top-k over the representatives
-            rep = valid & ~(same & torch.ones(S, S, dtype=torch.bool, device=h.device).tril(-1)).any(-1)
+            r = r_all.gather(2, idx) * okf  # (B, T, S)
+            n_g = okf.new_zeros(B, T, P + 1).scatter_add(2, g, okf)  # (B, T, P+1) entries per place
+            rho = r.new_zeros(B, T, P + 1).scatter_add(2, g, r) / n_g.clamp(min=1)  # (B, T, P+1)
+            # top-k over the places that hold an entry; softmax over their relevance -> weight per place
             low = torch.finfo(rho.dtype).min
-            top, pick = rho.masked_fill(~rep, low).topk(min(self.top_k, S), -1)  # (B, T, k)
-            w_rep = torch.zeros_like(rho).scatter(-1, pick, top.softmax(-1)) * rep  # (B, T, S) weight per place
-            w = (same.to(r.dtype) @ w_rep[..., None])[..., 0]  # (B, T, S) each entry gets its place's weight
-            # softmax within each place (per head), stabilised by the place's own maximum
+            top, pick = rho[..., :P].masked_fill(n_g[..., :P] == 0, low).topk(min(self.top_k, P), -1)  # (B, T, k)
+            w_g = torch.zeros_like(rho).scatter(-1, pick, top.softmax(-1))  # (B, T, P+1)
+            w = w_g.gather(2, g) * okf  # (B, T, S) each entry gets its place's weight
+            # softmax within each place (per head), stabilised by the place's own maximum (a shift: no gradient)
             am = a.masked_fill(~ok, low)
-            gmax = torch.where(same[..., None], am[:, :, None, :, :], low).amax(3)  # (B, T, S, nh)
-            e = torch.exp(am - gmax) * ok
-            z = torch.einsum("btsu,btuh->btsh", same.to(e.dtype), e)  # (B, T, S, nh) the place's sum
+            gmax = am.new_full((B, T, P + 1, a.shape[-1]), low).scatter_reduce(2, gh, am.detach(), "amax")
+            e = torch.exp(am - gmax.gather(2, gh)) * ok  # (B, T, S, nh)
+            z = torch.zeros_like(gmax).scatter_add(2, gh, e).gather(2, gh)  # (B, T, S, nh) the place's sum
             p = e / z.clamp(min=torch.finfo(e.dtype).tiny) * w[..., None]
         # the weights back onto hist's entries (a query's slots hold distinct entries), then one matmul with v
         p_all = torch.zeros_like(a_all).scatter_add(2, pick_h, p)  # (B, T, H, nh)
@@ -153,7 +159,7 @@ class SATMemory(Memory):
         self.output_size = d_model
         self.in_proj = nn.Linear(input_size - int(place_input), d_model)
         self.place_emb = nn.Embedding(num_places, d_model) if place_input else None
-        self.layers = nn.ModuleList(SATLayer(d_model, num_heads, ffn_mult, dropout, read, top_k)
+        self.layers = nn.ModuleList(SATLayer(d_model, num_heads, ffn_mult, dropout, read, top_k, num_places)
                                     for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(d_model)
         self.register_buffer("inv_freq", torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2) / d_model),
@@ -228,7 +234,7 @@ class SATMemory(Memory):
                 s_place = s_place.masked_fill(r[:, None], -1)
                 strategy = torch.where(r, self.ama_choice.to(dev), strategy)
             reads.append((idx, s_place, s_time >= 0))
-            slot = self._slot(s_place, s_time, strategy)  # (B,)
+            slot = self._slot(s_place, s_time, strategy, self.num_places)  # (B,)
             idx = idx.index_put((ar, slot), torch.full_like(slot, S + j))
             s_place = s_place.index_put((ar, slot), place[:, j])
             s_time = s_time.index_put((ar, slot), s[:, j])
@@ -244,10 +250,12 @@ class SATMemory(Memory):
         return y, {"mem": mem, "place": s_place, "time": s_time, "t": s[:, -1] + 1, "strategy": strategy}
 
     @staticmethod
-    def _slot(place: Tensor, time: Tensor, strategy: Tensor) -> Tensor:
+    def _slot(place: Tensor, time: Tensor, strategy: Tensor, num_places: int) -> Tensor:
         """The slot the next entry goes to: the first free one, else the one ``strategy`` evicts. ``[B]``."""
         free = time < 0  # (B, S)
-        visits = ((place[:, :, None] == place[:, None, :]) & ~free[:, None, :]).sum(-1)  # (B, S) entries per place
+        g = place.masked_fill(free, num_places)  # (B, S) place bucket; free slots in bucket num_places
+        n_g = torch.zeros(place.shape[0], num_places + 1, dtype=torch.long, device=place.device)
+        visits = n_g.scatter_add(1, g, (~free).long()).gather(1, g)  # (B, S) entries of each slot's place
         evict = torch.stack([
             time.argmin(1),  # fifo: oldest
             time.argmax(1),  # lifo: newest
