@@ -68,10 +68,11 @@ def per_task(records: list[dict], memories: Sequence[str]) -> dict[str, dict[str
 
 
 def separates(cells: dict[str, tuple[float, float, float, int]], baseline: str = "mlp") -> bool | None:
-    """Whether the memory-less baseline's interval lies below the best memory's (None: one of them is missing or
-    has fewer than two seeds)."""
-    others = {m: c for m, c in cells.items() if m != baseline}
-    if baseline not in cells or not others or min(c[3] for c in cells.values()) < 2:
+    """Whether the memory-less baseline's interval lies below the best memory's, among the memories with two seeds
+    or more (None: the baseline or every memory is missing or has fewer; a memory part-way through its seeds has no
+    interval and is left out, rather than blanking the task)."""
+    others = {m: c for m, c in cells.items() if m != baseline and c[3] >= 2}
+    if baseline not in cells or cells[baseline][3] < 2 or not others:
         return None
     best = max(others.values(), key=lambda c: c[0])
     return cells[baseline][2] < best[1]
