@@ -85,7 +85,7 @@ class SATLayer(nn.Module):
             p = a.softmax(2) * ok  # (B, T, S, nh); no entry: all zero
         else:
             # per-place sums and maxima by scattering into place buckets (empty slots into bucket P): linear in the
-            # slots S, where a same-place [S, S] matrix was quadratic (40x slower to train at S = 200)
+            # slots S, where a same-place [S, S] matrix was quadratic (experiments/bench_sat_read.py)
             P = self.num_places
             g = place.masked_fill(~valid, P)  # (B, T, S) each slot's place bucket
             gh = g[..., None].expand(-1, -1, -1, a.shape[-1])  # (B, T, S, nh)
