@@ -63,7 +63,7 @@ def test_per_task_intervals_and_the_memory_separation_check():
     assert n == 3 and lo < mean < hi and abs(mean - 0.9) < 0.05
     assert st.separates(cells["A"]) is True and st.separates(cells["B"]) is False
     assert st.separates({"gru": cells["A"]["gru"]}) is None
-    one_seed = (0.0, 0.0, 0.0, 1)  # a memory part-way through its seeds: no interval, left out of the check
+    one_seed = (9.0, float("nan"), float("nan"), 1)  # part-way through its seeds: the best mean, no interval
     assert st.separates(cells["A"] | {"sat": one_seed}) is True
     assert st.separates({"mlp": cells["A"]["mlp"], "sat": one_seed}) is None
 
