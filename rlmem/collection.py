@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.data import Episode, dataset_exists, write_dataset
+from rlmem.data import Episode, dataset_exists, dataset_lock, write_dataset
 from rlmem.tree import tree_map
 
 log = logging.getLogger("rlmem")
@@ -134,9 +134,12 @@ def ensure_dataset(env: Any, dataset_id: str, data_dir: str, spec: Any, device: 
     spec is given; ``env`` is the run's ``EnvConfig``."""
     if dataset_exists(dataset_id, data_dir) or spec is None:
         return
-    policy = resolve_policy(spec.policy, spec.checkpoint, device)
-    log.info("dataset %s is missing: collecting %d episodes with %s", dataset_id, spec.episodes, spec.policy)
-    collect_dataset(env.id, dict(env.kwargs), dataset_id, spec.episodes, policy, grid=dict(spec.grid),
-                    data_dir=data_dir, backend=env.backend, asynchronous=env.asynchronous, num_envs=spec.num_envs,
-                    seed=spec.seed, device=device,
-                    algorithm_name=None if policy is None else f"rlmem:{spec.checkpoint}")
+    with dataset_lock(dataset_id, data_dir):  # runs started together collect it once; the others wait for it
+        if dataset_exists(dataset_id, data_dir):
+            return
+        policy = resolve_policy(spec.policy, spec.checkpoint, device)
+        log.info("dataset %s is missing: collecting %d episodes with %s", dataset_id, spec.episodes, spec.policy)
+        collect_dataset(env.id, dict(env.kwargs), dataset_id, spec.episodes, policy, grid=dict(spec.grid),
+                        data_dir=data_dir, backend=env.backend, asynchronous=env.asynchronous,
+                        num_envs=spec.num_envs, seed=spec.seed, device=device,
+                        algorithm_name=None if policy is None else f"rlmem:{spec.checkpoint}")

@@ -10,7 +10,10 @@ or recorded with other spaces than the environment it is meant for.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,10 +111,9 @@ def write_dataset(
         raise ValueError("no episodes to write")
     env_obj = gym.make(env) if isinstance(env, str) else env
     with minari_root(data_dir) as root:
-        if (root / dataset_id).exists():
-            if not overwrite:
-                raise FileExistsError(f"dataset {dataset_id!r} already exists in {root} (pass overwrite=true)")
-            minari.delete_dataset(dataset_id)
+        target = root / dataset_id
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"dataset {dataset_id!r} already exists in {root} (pass overwrite=true)")
         buffers = [
             EpisodeBuffer(id=i, observations=tree_map(lambda x: list(np.asarray(x)), ep.observations),
                           actions=list(ep.actions),
@@ -120,14 +122,43 @@ def write_dataset(
                           truncations=list(np.asarray(ep.truncations, dtype=bool)), infos=ep.infos)
             for i, ep in enumerate(episodes)
         ]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", r"`(code_permalink|author|author_email)` is set to None")
-            minari.create_dataset_from_buffers(
-                dataset_id, buffers, env=env_obj, eval_env=env_obj, algorithm_name=algorithm_name,
-                description=description, author=author, author_email=author_email, code_permalink=code_permalink,
-                observation_space=env_obj.observation_space, action_space=env_obj.action_space,
-                jpeg_encoding=not lossless)
-        return root / dataset_id
+        # Written under a staging root and renamed into place, so that no reader (another process loading or
+        # checking for this dataset) ever sees a half-written one.
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+        try:
+            with minari_root(staging), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", r"`(code_permalink|author|author_email)` is set to None")
+                minari.create_dataset_from_buffers(
+                    dataset_id, buffers, env=env_obj, eval_env=env_obj, algorithm_name=algorithm_name,
+                    description=description, author=author, author_email=author_email,
+                    code_permalink=code_permalink, observation_space=env_obj.observation_space,
+                    action_space=env_obj.action_space, jpeg_encoding=not lossless)
+            for ns in Path(dataset_id).parents:  # Minari's namespace metadata, where the root lacks it
+                meta = Path(ns, "namespace_metadata.json")
+                if ns != Path(".") and (staging / meta).exists() and not (root / meta).exists():
+                    (root / ns).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(staging / meta, root / meta)
+            if target.exists():  # overwrite (checked above), or another writer finished first
+                if not overwrite:
+                    raise FileExistsError(f"dataset {dataset_id!r} already exists in {root} (pass overwrite=true)")
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging / dataset_id, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+
+@contextlib.contextmanager
+def dataset_lock(dataset_id: str, data_dir: str | Path | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``dataset_id`` in ``data_dir`` for the block (an ``flock`` on a file beside the
+    datasets), so that processes collecting the same missing dataset at once collect it only once."""
+    with minari_root(data_dir) as root, open(root / f".{dataset_id.replace('/', '--')}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def load_trajectories(

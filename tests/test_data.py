@@ -70,6 +70,8 @@ def test_missing_corrupt_and_mismatched_datasets_fail_clearly(tmp_path):
             f.write_bytes(b"garbage" * 10)
     with pytest.raises(ValueError, match="corrupt"):
         load_trajectories("test/tmaze-v0", tmp_path)
+    collect(collect_cfg(tmp_path, overwrite=True, episodes=10))  # overwrite replaces the corrupt dataset
+    assert load_trajectories("test/tmaze-v0", tmp_path).num_episodes == 10
 
 
 def test_checkpoint_policy_collects_popgym_data(cfg_factory, tmp_path):
@@ -87,3 +89,32 @@ def test_checkpoint_policy_collects_popgym_data(cfg_factory, tmp_path):
     env = gym.make("rlmem/RepeatPreviousEasy-v0")
     data = load_trajectories("test/popgym-v0", tmp_path, env.observation_space, env.action_space)
     assert data.num_episodes == 4 and data.obs.dtype == torch.int64
+
+
+ENSURE = """
+import sys
+from omegaconf import OmegaConf
+from rlmem.collection import ensure_dataset
+env = OmegaConf.create({"id": "rlmem/TMaze-v0", "kwargs": {"corridor_length": 40}, "backend": "torch",
+                        "asynchronous": False})
+spec = OmegaConf.create({"policy": "oracle", "checkpoint": None, "episodes": 400, "grid": {}, "num_envs": 8,
+                         "seed": 0})
+ensure_dataset(env, "test/race-v0", sys.argv[1], spec)
+"""
+
+
+def test_runs_started_together_collect_a_missing_dataset_once(tmp_path):
+    """Two processes that both find the dataset missing: one collects it, the other waits and uses it (no
+    'already exists' error, no half-written dataset seen), and nothing is left staged."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", ENSURE, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    env = gym.make("rlmem/TMaze-v0", corridor_length=40)
+    data = load_trajectories("test/race-v0", tmp_path, env.observation_space, env.action_space)
+    assert data.num_episodes == 400
+    assert not list(tmp_path.glob(".staging-*"))
